@@ -1,0 +1,1 @@
+"""HTTP layer: schemas, dependencies, middleware and one route module per resource."""

@@ -1,0 +1,131 @@
+"""One pure-ASGI middleware for what every request needs: a request id (taken from a sane
+X-Request-ID or made), a body size limit, the access log line, and the HTTP metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agent.logs import request_id_var
+from agent.metrics import Metrics
+
+access_log = logging.getLogger("agent.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+def _json_response(status: int, body: dict[str, Any]) -> tuple[Message, Message]:
+    payload = json.dumps(body).encode()
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": payload}
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        incoming = headers.get("x-request-id", "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        response_started = False
+        too_large = False
+        too_large_reply = _json_response(
+            413,
+            {
+                "detail": f"request body exceeds MAX_BODY_BYTES={self.max_body_bytes}",
+                "error": "body_too_large",
+                "request_id": request_id,
+            },
+        )
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if too_large:
+                # The app answered a body it could not finish reading (a parse error, or
+                # nothing): the real reason is the size, so the client gets the 413.
+                if response_started:
+                    return
+                message = too_large_reply[0]
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                await send(message)
+                if too_large:
+                    await send(too_large_reply[1])
+                return
+            await send(message)
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    too_large = True
+                    raise _BodyTooLargeError
+            return message
+
+        try:
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_body_bytes:
+                too_large = True
+                raise _BodyTooLargeError
+            await self.app(scope, limited_receive, send_with_id)
+        except _BodyTooLargeError:
+            if not response_started:
+                await send_with_id(too_large_reply[0])
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route_template(scope)
+            method = scope["method"]
+            self.metrics.http_requests.labels(method, route, str(status)).inc()
+            self.metrics.http_latency.labels(method, route, str(status)).observe(elapsed)
+            client = scope.get("client")
+            access_log.info(
+                "request",
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "client": client[0] if client else None,
+                },
+            )
+            request_id_var.reset(token)
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's path template, so metric labels stay bounded (no raw paths)."""
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"

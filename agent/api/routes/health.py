@@ -1,0 +1,65 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agent import __version__
+from agent.api.deps import ComponentsDep
+
+router = APIRouter(tags=["operations"])
+
+# A readiness probe must answer fast; a dependency slower than this counts as down.
+READY_CHECK_TIMEOUT = 1.5
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the process serves HTTP. Never touches a dependency."""
+    return {"status": "ok", "version": __version__}
+
+
+async def _check(probe: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(probe(), READY_CHECK_TIMEOUT)
+    except Exception as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+        return {"status": "down", "error": reason[:300]}
+    return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+@router.get("/ready")
+async def ready(request: Request, c: ComponentsDep) -> JSONResponse:
+    """Readiness: reports each dependency. 503 only when the service cannot serve at all
+    (still starting, or shutting down); a dependency that is down makes it `degraded`."""
+    if not getattr(request.app.state, "accepting", False):
+        return JSONResponse({"status": "not_ready", "reason": "starting or stopping"}, 503)
+    store_check, redis_check = await asyncio.gather(
+        _check(c.store.heartbeat),
+        _check(c.state.ping) if c.state.backend == "redis" else _inproc(),
+    )
+    checks: dict[str, Any] = {
+        "chromadb": {**store_check, "mode": c.store.mode, "collection": c.store.collection_name},
+        "redis": {**redis_check, "backend": c.state.backend},
+        "llm": {"status": "up", "provider": c.llm.name, "model": c.llm.model},
+        "knowledge_seed": c.seeding,
+    }
+    down = [name for name in ("chromadb", "redis") if checks[name]["status"] == "down"]
+    body = {"status": "degraded" if down else "ready", "down": down, "checks": checks}
+    return JSONResponse(body, 200)
+
+
+async def _inproc() -> dict[str, Any]:
+    return {"status": "up", "note": "in-process (REDIS_URL unset)"}
+
+
+@router.get("/metrics")
+async def metrics(c: ComponentsDep) -> Response:
+    return Response(generate_latest(c.metrics.registry), media_type=CONTENT_TYPE_LATEST)

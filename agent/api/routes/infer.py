@@ -1,0 +1,51 @@
+"""POST /v1/agent/infer."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+from fastapi import APIRouter, HTTPException, Request
+
+from agent.api.deps import ServiceDep, SettingsDep, V1Guard
+from agent.api.schemas import ErrorBody, InferRequest, InferResponse
+
+router = APIRouter(prefix="/v1/agent", tags=["agent"], dependencies=V1Guard)
+
+
+@router.post(
+    "/infer",
+    response_model=InferResponse,
+    responses={
+        401: {"model": ErrorBody},
+        413: {"model": ErrorBody},
+        429: {"model": ErrorBody},
+        502: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+        504: {"model": ErrorBody},
+    },
+)
+async def infer(
+    body: InferRequest, request: Request, service: ServiceDep, settings: SettingsDep
+) -> InferResponse:
+    """Answer a question from the knowledge base, citing the passages used."""
+    started = time.perf_counter()
+    if len(body.query) > settings.max_query_chars:
+        raise HTTPException(
+            413,
+            detail=f"query is {len(body.query)} characters; the limit is "
+            f"MAX_QUERY_CHARS={settings.max_query_chars}",
+        )
+    result = await service.infer(body.query, body.session_id, body.top_k)
+    return InferResponse(
+        answer=result.answer,
+        sources=[asdict(s) for s in result.sources],  # type: ignore[misc]
+        tool_calls=result.tool_calls,  # type: ignore[arg-type]
+        provider=result.provider,
+        model=result.model,
+        cached=result.cached,
+        latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        request_id=request.state.request_id,
+        session_id=body.session_id,
+        degraded=result.degraded,
+    )

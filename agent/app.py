@@ -1,0 +1,109 @@
+"""The FastAPI application factory and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from agent import __version__
+from agent.api.middleware import RequestContextMiddleware
+from agent.api.routes import health, infer, knowledge
+from agent.config import Settings
+from agent.llm.base import LLMError
+from agent.logs import configure_logging
+from agent.metrics import Metrics
+from agent.service import IngestError, InjectedFaultError
+from agent.wiring import Components, build_components, seed_if_empty
+
+log = logging.getLogger(__name__)
+
+
+def _error(request: Request, status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
+    headers = extra.pop("headers", None)
+    body = {"detail": detail, "error": error, "request_id": getattr(request.state, "request_id", None)}
+    return JSONResponse({**body, **extra}, status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LLMError)
+    async def llm_error(request: Request, exc: LLMError) -> JSONResponse:
+        headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
+        return _error(request, exc.status, exc.kind, str(exc), headers=headers)
+
+    @app.exception_handler(IngestError)
+    async def ingest_error(request: Request, exc: IngestError) -> JSONResponse:
+        return _error(
+            request, 503, "store_unavailable",
+            f"documents were not stored: {exc}. Retry the request; it is idempotent.",
+            written=exc.written, headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(InjectedFaultError)
+    async def injected(request: Request, exc: InjectedFaultError) -> JSONResponse:
+        return _error(request, 500, "injected_fault", str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(request, exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Echoing inputs back could reflect a 2 MB body; locations and messages are enough.
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return _error(request, 422, "invalid_request", "request validation failed", errors=errors)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return _error(request, 500, "internal_error", "internal error; see logs by request_id")
+
+
+def create_app(settings: Settings | None = None, components: Components | None = None) -> FastAPI:
+    """Build the app. Tests pass `components` to swap implementations."""
+    settings = settings or (components.settings if components else Settings())
+    configure_logging(settings.log_level)
+    metrics = components.metrics if components else Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        c = components or build_components(settings, metrics)
+        app.state.components = c
+        seeding = asyncio.create_task(seed_if_empty(c)) if settings.seed_on_startup else None
+        if seeding is None:
+            c.seeding = "disabled"
+        app.state.accepting = True
+        log.info(
+            "agent started",
+            extra={"provider": c.llm.name, "store": c.store.mode, "state": c.state.backend},
+        )
+        try:
+            yield
+        finally:
+            app.state.accepting = False
+            if seeding is not None:
+                seeding.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await seeding
+            await c.aclose()
+            log.info("agent stopped")
+
+    app = FastAPI(
+        title="VAIA agent",
+        version=__version__,
+        description="A vertical AI agent for platform and SRE runbooks.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    _install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(infer.router)
+    app.include_router(knowledge.router)
+    return app

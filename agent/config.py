@@ -1,0 +1,112 @@
+"""All configuration of the agent, in one typed place (environment variables, `.env`)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+ProviderName = Literal["auto", "gemini", "offline"]
+
+
+class Settings(BaseSettings):
+    """Every variable is documented in the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # --- LLM ---
+    llm_provider: ProviderName = "auto"
+    gemini_api_key: SecretStr | None = None
+    gemini_model: str = "gemini-3.5-flash"
+    gemini_embed_model: str = "gemini-embedding-001"
+    google_gemini_base_url: str | None = None
+    embed_dimensions: int = Field(768, ge=64, le=3072)
+    llm_timeout_seconds: float = Field(20.0, gt=0)
+    llm_max_attempts: int = Field(4, ge=1, le=10)
+    llm_retry_initial_seconds: float = Field(0.5, ge=0)
+    llm_retry_max_seconds: float = Field(8.0, ge=0)
+    # When the LLM is unavailable after retries, answer extractively (flagged) instead of failing.
+    llm_fallback_offline: bool = True
+
+    # --- ChromaDB ---
+    chroma_host: str | None = None
+    chroma_port: int = Field(8000, ge=1, le=65535)
+    chroma_path: Path = Path(".vaia/chroma")
+    chroma_collection_prefix: str = Field("vaia_kb", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_-]{1,40}$")
+    chroma_timeout_seconds: float = Field(5.0, gt=0)
+
+    # --- Redis ---
+    redis_url: str | None = None
+    redis_timeout_seconds: float = Field(0.5, gt=0)
+    # After a Redis failure, skip Redis for this long instead of paying a timeout per request.
+    redis_cooldown_seconds: float = Field(2.0, ge=0)
+    cache_ttl_seconds: int = Field(600, ge=0)
+    session_max_turns: int = Field(10, ge=0, le=100)
+    session_ttl_seconds: int = Field(3600, ge=1)
+    rate_limit_per_minute: int = Field(120, ge=0)  # 0 disables the limit
+
+    # --- API ---
+    agent_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    max_query_chars: int = Field(4000, ge=1)
+    max_body_bytes: int = Field(2_000_000, ge=1024)
+    max_document_chars: int = Field(200_000, ge=100)
+    max_documents_per_request: int = Field(50, ge=1)
+    default_top_k: int = Field(4, ge=1, le=20)
+    # Passages less similar than this (cosine) are not worth citing.
+    retrieval_min_score: float = Field(0.05, ge=-1.0, le=1.0)
+
+    # --- knowledge base ---
+    chunk_size: int = Field(900, ge=200, le=8000)
+    chunk_overlap: int = Field(150, ge=0)
+    seed_on_startup: bool = True
+
+    # --- process ---
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    shutdown_grace_seconds: float = Field(20.0, ge=0)
+
+    # --- test-only fault injection (the load-test verdict tests need a failing server) ---
+    fault_latency_ms: int = Field(0, ge=0, le=60_000)
+    fault_error_rate: float = Field(0.0, ge=0.0, le=1.0)
+
+    @field_validator("agent_api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("gemini_api_key", mode="before")
+    @classmethod
+    def _blank_key_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.llm_provider == "gemini" and self.gemini_api_key is None:
+            raise ValueError("LLM_PROVIDER=gemini needs GEMINI_API_KEY (or use LLM_PROVIDER=offline)")
+        if self.chunk_overlap >= self.chunk_size // 2:
+            raise ValueError("CHUNK_OVERLAP must be less than half of CHUNK_SIZE")
+        return self
+
+    @cached_property
+    def resolved_provider(self) -> Literal["gemini", "offline"]:
+        if self.llm_provider == "auto":
+            return "gemini" if self.gemini_api_key is not None else "offline"
+        return self.llm_provider
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.agent_api_keys)

@@ -1,0 +1,1 @@
+"""Knowledge: chunking, and the shipped runbook corpus."""

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from agent.prompts import Prompt
+from agent.tools import ToolContext, ToolRegistry
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+    result: Any
+    ok: bool = True
+
+
+@dataclass
+class Completion:
+    text: str
+    model: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    # Passage numbers ([1], [2], ...) of the prompt's context that the answer relies on.
+    cited: list[int] = field(default_factory=list)
+
+
+class LLMError(RuntimeError):
+    """Base of all provider errors. `status` is the HTTP status the API should answer with."""
+
+    status = 502
+    kind = "llm_error"
+    retry_after: float | None = None
+
+
+class LLMAuthError(LLMError):
+    kind = "llm_auth"  # a key that the provider rejects is an operator problem, not a client one
+
+
+class LLMRateLimitError(LLMError):
+    status = 503
+    kind = "llm_rate_limited"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class LLMUnavailableError(LLMError):
+    status = 503
+    kind = "llm_unavailable"
+
+
+class LLMTimeoutError(LLMError):
+    status = 504
+    kind = "llm_timeout"
+
+
+class LLMBadResponseError(LLMError):
+    kind = "llm_bad_response"  # blocked by safety filters, empty candidates, malformed output
+
+
+class LLMProvider(Protocol):
+    name: Literal["gemini", "offline"]
+    model: str
+    # Whether the answer depends on session history (then the cache key must include it).
+    uses_history: bool
+
+    async def complete(
+        self, prompt: Prompt, tools: ToolRegistry, ctx: ToolContext
+    ) -> Completion:
+        """Answer the prompt. `ctx.found` starts as the prompt's passages; tools may add to it,
+        and `Completion.cited` numbers index into it."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,65 @@
+"""Prometheus metrics of one app instance (own registry, so tests can build many apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Buckets sized for an API whose fast path is a few milliseconds and whose LLM path is seconds.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "vaia_http_requests_total", "HTTP requests.", ["method", "route", "status"], registry=r
+        )
+        self.http_latency = Histogram(
+            "vaia_http_request_duration_seconds",
+            "HTTP request latency.",
+            ["method", "route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.llm_latency = Histogram(
+            "vaia_llm_request_duration_seconds",
+            "LLM call latency, by provider and outcome.",
+            ["provider", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.llm_retries = Counter(
+            "vaia_llm_retries_total", "LLM calls retried after 429/5xx.", ["provider"], registry=r
+        )
+        self.cache_requests = Counter(
+            "vaia_cache_requests_total",
+            "Response cache look-ups: hit, miss, or error (backend down).",
+            ["result"],
+            registry=r,
+        )
+        self.retrieval_latency = Histogram(
+            "vaia_retrieval_duration_seconds",
+            "Knowledge retrieval latency (embedding + vector query).",
+            ["outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.dependency_up = Gauge(
+            "vaia_dependency_up",
+            "1 when the dependency answered its last call, 0 when it failed.",
+            ["dependency"],
+            registry=r,
+        )
+        self.degraded_answers = Counter(
+            "vaia_degraded_answers_total", "Answers given in a degraded mode.", ["reason"], registry=r
+        )
+        self.rate_limited = Counter(
+            "vaia_rate_limited_total", "Requests refused by the rate limit.", registry=r
+        )
+        self.tool_calls = Counter(
+            "vaia_tool_calls_total", "Tool invocations.", ["tool", "outcome"], registry=r
+        )
+        self.ingested_chunks = Counter(
+            "vaia_ingested_chunks_total", "Chunks written to the knowledge store.", registry=r
+        )

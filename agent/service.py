@@ -1,0 +1,284 @@
+"""The agent: retrieve, prompt, call the LLM (and its tools), cite, cache, remember.
+
+Every dependency failure has a defined degraded answer instead of an error:
+- Redis down: the state layer falls back in-process; answers are simply not cached.
+- ChromaDB (or the embedder) down: the answer says it has no sources; `degraded` says why.
+- LLM unavailable after retries: an extractive answer from the retrieved passages, flagged.
+Ingestion is the exception: it fails loudly, because silently dropping documents loses data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.config import Settings
+from agent.domain import Passage, Turn
+from agent.embeddings.base import EmbeddingError
+from agent.knowledge.chunking import chunk_document, slugify
+from agent.llm.base import Completion, LLMError, LLMProvider, LLMRateLimitError, LLMTimeoutError, LLMUnavailableError
+from agent.llm.offline import NO_SOURCES_ANSWER, OfflineProvider
+from agent.metrics import Metrics
+from agent.prompts import build_prompt, clean
+from agent.store.state import State
+from agent.store.vector import KnowledgeStore, StoreUnavailableError
+from agent.tools import ToolContext, ToolRegistry
+
+log = logging.getLogger(__name__)
+
+RETRIEVAL_UNAVAILABLE = "retrieval_unavailable"
+LLM_UNAVAILABLE = "llm_unavailable"
+NO_KNOWLEDGE_NOTICE = (
+    "The knowledge base is unavailable right now, so this answer has no sources."
+)
+# LLM failures that a fallback answer can stand in for; auth and bad requests are not.
+_FALLBACK_ERRORS = (LLMUnavailableError, LLMRateLimitError, LLMTimeoutError)
+
+
+class InjectedFaultError(RuntimeError):
+    """Raised by the test-only FAULT_ERROR_RATE setting."""
+
+
+class IngestError(RuntimeError):
+    def __init__(self, message: str, written: list[str]) -> None:
+        super().__init__(message)
+        self.written = written
+
+
+@dataclass
+class Source:
+    n: int
+    document_id: str
+    title: str
+    source: str
+    section: str
+    score: float
+    snippet: str
+    cited: bool
+
+
+@dataclass
+class InferResult:
+    answer: str
+    sources: list[Source]
+    tool_calls: list[dict[str, Any]]
+    provider: str
+    model: str
+    cached: bool
+    degraded: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DocumentIn:
+    title: str
+    text: str
+    id: str | None = None
+    source: str | None = None
+    metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
+
+    @property
+    def document_id(self) -> str:
+        return self.id or slugify(self.source or self.title)
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def normalize_query(query: str) -> str:
+    return " ".join(clean(query).casefold().split())
+
+
+class AgentService:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        store: KnowledgeStore,
+        state: State,
+        llm: LLMProvider,
+        tools: ToolRegistry,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.store = store
+        self.state = state
+        self.llm = llm
+        self.tools = tools
+        self._fallback = OfflineProvider()
+
+    # --- retrieval ------------------------------------------------------------------------
+
+    async def retrieve(self, query: str, top_k: int) -> list[Passage]:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await self.store.search(query, top_k, self.settings.retrieval_min_score)
+        except (StoreUnavailableError, EmbeddingError):
+            outcome = "error"
+            raise
+        finally:
+            self.metrics.retrieval_latency.labels(outcome).observe(time.perf_counter() - started)
+
+    # --- inference ------------------------------------------------------------------------
+
+    async def infer(self, query: str, session_id: str | None, top_k: int | None) -> InferResult:
+        await self._inject_faults()
+        k = top_k or self.settings.default_top_k
+        history = await self.state.history(session_id) if session_id else []
+        key = self._cache_key(query, k, history)
+        cached, result = await self.state.get_cached(key)
+        self.metrics.cache_requests.labels(result).inc()
+        if cached is not None:
+            answer = _result_from_cache(cached)
+            await self._remember(session_id, query, answer.answer)
+            return answer
+
+        degraded: list[str] = []
+        try:
+            passages = await self.retrieve(query, k)
+        except (StoreUnavailableError, EmbeddingError) as exc:
+            log.warning("answering without retrieval", extra={"reason": str(exc)})
+            degraded.append(RETRIEVAL_UNAVAILABLE)
+            passages = []
+
+        prompt = build_prompt(query, passages, history if self.llm.uses_history else [])
+        ctx = ToolContext(search=self._tool_search, found=list(passages))
+        completion, provider = await self._complete(prompt, ctx, degraded)
+
+        answer = completion.text
+        if RETRIEVAL_UNAVAILABLE in degraded:
+            answer = NO_KNOWLEDGE_NOTICE if answer == NO_SOURCES_ANSWER else f"{NO_KNOWLEDGE_NOTICE}\n\n{answer}"
+        for reason in degraded:
+            self.metrics.degraded_answers.labels(reason).inc()
+
+        cited = set(completion.cited)
+        response = InferResult(
+            answer=answer,
+            sources=[_source(n, p, n in cited) for n, p in enumerate(ctx.found, start=1)],
+            tool_calls=[
+                {"name": c.name, "arguments": c.arguments, "result": c.result, "ok": c.ok}
+                for c in completion.tool_calls
+            ],
+            provider=provider.name,
+            model=completion.model,
+            cached=False,
+            degraded=degraded,
+        )
+        if not degraded:
+            await self.state.set_cached(key, _result_to_cache(response))
+        await self._remember(session_id, query, answer)
+        return response
+
+    async def _complete(
+        self, prompt: Any, ctx: ToolContext, degraded: list[str]
+    ) -> tuple[Completion, LLMProvider]:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await self.llm.complete(prompt, self.tools, ctx), self.llm
+        except _FALLBACK_ERRORS as exc:
+            outcome = exc.kind
+            if not self.settings.llm_fallback_offline:
+                raise
+            log.warning("LLM unavailable, answering extractively", extra={"reason": str(exc)})
+            degraded.append(LLM_UNAVAILABLE)
+            return await self._fallback.complete(prompt, self.tools, ctx), self._fallback
+        except LLMError as exc:
+            outcome = exc.kind
+            raise
+        finally:
+            if self.llm.name == "offline":  # gemini records its own per-call latency
+                self.metrics.llm_latency.labels("offline", outcome).observe(time.perf_counter() - started)
+
+    async def _tool_search(self, query: str, top_k: int) -> list[Passage]:
+        return await self.retrieve(query, top_k)
+
+    def _cache_key(self, query: str, top_k: int, history: list[Turn]) -> str:
+        parts: dict[str, Any] = {
+            "provider": self.llm.name,
+            "model": self.llm.model,
+            "space": self.store.embedder.space,
+            "query": normalize_query(query),
+            "top_k": top_k,
+        }
+        if self.llm.uses_history:
+            parts["history"] = [[t.role, t.text] for t in history]
+        return cache_key(parts)
+
+    async def _remember(self, session_id: str | None, query: str, answer: str) -> None:
+        if session_id:
+            await self.state.remember(session_id, [Turn("user", query), Turn("assistant", answer)])
+
+    async def _inject_faults(self) -> None:
+        s = self.settings
+        if s.fault_latency_ms:
+            await asyncio.sleep(s.fault_latency_ms / 1000)
+        if s.fault_error_rate and random.random() < s.fault_error_rate:
+            raise InjectedFaultError("fault injected by FAULT_ERROR_RATE (test-only setting)")
+
+    # --- ingestion ------------------------------------------------------------------------
+
+    async def ingest(self, documents: list[DocumentIn]) -> list[dict[str, Any]]:
+        """Chunk and write every document; on a store failure, raise with what was written."""
+        written: list[dict[str, Any]] = []
+        try:
+            for doc in documents:
+                chunks = chunk_document(
+                    doc.document_id,
+                    doc.title,
+                    doc.text,
+                    self.settings.chunk_size,
+                    self.settings.chunk_overlap,
+                )
+                metadata = {**doc.metadata, "source": doc.source or ""}
+                count = await self.store.upsert_document(doc.document_id, chunks, metadata)
+                written.append({"id": doc.document_id, "chunks": count})
+        except (StoreUnavailableError, EmbeddingError) as exc:
+            raise IngestError(str(exc), [w["id"] for w in written]) from exc
+        finally:
+            if written:
+                # Cached answers predate these documents: invalidate them all at once.
+                await self.state.bump_generation()
+        return written
+
+
+def _source(n: int, passage: Passage, cited: bool) -> Source:
+    snippet = passage.text if len(passage.text) <= 300 else passage.text[:297].rstrip() + "..."
+    return Source(
+        n=n,
+        document_id=passage.document_id,
+        title=passage.title,
+        source=passage.source,
+        section=passage.section,
+        score=round(passage.score, 4),
+        snippet=snippet,
+        cited=cited,
+    )
+
+
+def _result_to_cache(result: InferResult) -> dict[str, Any]:
+    return {
+        "answer": result.answer,
+        "sources": [vars(s) for s in result.sources],
+        "tool_calls": result.tool_calls,
+        "provider": result.provider,
+        "model": result.model,
+    }
+
+
+def _result_from_cache(entry: dict[str, Any]) -> InferResult:
+    return InferResult(
+        answer=entry["answer"],
+        sources=[Source(**s) for s in entry["sources"]],
+        tool_calls=entry["tool_calls"],
+        provider=entry["provider"],
+        model=entry["model"],
+        cached=True,
+    )

@@ -1,0 +1,100 @@
+"""Builds the components from settings: the one place that picks implementations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from agent.config import Settings
+from agent.embeddings.base import Embedder, EmbeddingError
+from agent.embeddings.hashing import HashingEmbedder
+from agent.llm.base import LLMProvider
+from agent.llm.offline import OfflineProvider
+from agent.metrics import Metrics
+from agent.service import AgentService, IngestError
+from agent.store.state import State, make_state
+from agent.store.vector import KnowledgeStore, StoreUnavailableError
+from agent.tools import ToolRegistry, default_tools
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    settings: Settings
+    metrics: Metrics
+    llm: LLMProvider
+    store: KnowledgeStore
+    state: State
+    tools: ToolRegistry
+    service: AgentService
+    api_keys: list[bytes] = field(default_factory=list)
+    seeding: str = "not started"  # not started | running | done | skipped | failed: <reason>
+
+    async def aclose(self) -> None:
+        await self.llm.aclose()
+        await self.state.aclose()
+        self.store.close()
+
+
+def build_llm_and_embedder(settings: Settings, metrics: Metrics) -> tuple[LLMProvider, Embedder]:
+    if settings.resolved_provider == "gemini":
+        from agent.embeddings.gemini import GeminiEmbedder
+        from agent.llm.gemini import GeminiClient, GeminiProvider
+
+        client = GeminiClient(settings, metrics)
+        return (
+            GeminiProvider(client, settings.gemini_model, metrics),
+            GeminiEmbedder(client, settings.gemini_embed_model, settings.embed_dimensions),
+        )
+    return OfflineProvider(), HashingEmbedder(settings.embed_dimensions)
+
+
+def build_components(settings: Settings, metrics: Metrics | None = None) -> Components:
+    metrics = metrics or Metrics()
+    llm, embedder = build_llm_and_embedder(settings, metrics)
+    store = KnowledgeStore(settings, embedder, metrics)
+    state = make_state(settings, metrics)
+    tools = default_tools()
+    service = AgentService(settings, metrics, store, state, llm, tools)
+    return Components(
+        settings=settings,
+        metrics=metrics,
+        llm=llm,
+        store=store,
+        state=state,
+        tools=tools,
+        service=service,
+        api_keys=[key.get_secret_value().encode() for key in settings.agent_api_keys],
+    )
+
+
+async def seed_if_empty(components: Components, max_wait_seconds: float = 600) -> None:
+    """Load the shipped runbooks into an empty collection. Retries while the store is down
+    (a Chroma server may start after the agent); never fails the process."""
+    from agent.knowledge.corpus import shipped_documents
+
+    components.seeding = "running"
+    try:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((StoreUnavailableError, EmbeddingError, IngestError)),
+            wait=wait_exponential(multiplier=0.5, max=15),
+            stop=stop_after_delay(max_wait_seconds),
+            reraise=True,
+        ):
+            with attempt:
+                if await components.store.count() > 0:
+                    components.seeding = "skipped: collection not empty"
+                    return
+                written = await components.service.ingest(shipped_documents())
+                components.seeding = "done"
+                log.info("seeded knowledge base", extra={"documents": len(written)})
+    except asyncio.CancelledError:
+        components.seeding = "cancelled"
+        raise
+    except Exception as exc:
+        components.seeding = f"failed: {exc}"
+        log.error("seeding the knowledge base failed", extra={"error": str(exc)})

@@ -1,0 +1,1 @@
+"""Helpers behind tasks.py: tool preflight and console output. Importable, so tests call them."""

@@ -1,0 +1,143 @@
+"""The one front door: `invoke --list` shows every task, `invoke --help TASK` its flags."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import httpx
+from invoke import Collection, Context, Exit, task
+from rich.table import Table
+
+from devstack.console import console
+from devstack.tools import TOOLS, MissingToolError, inspect, python_packages, require
+
+ROOT = Path(__file__).resolve().parent
+PY = shlex.quote(sys.executable)
+
+
+@task(
+    help={
+        "host": "interface to bind (default 127.0.0.1: this machine only)",
+        "port": "port to serve on (default 8080)",
+        "reload": "restart on code changes under agent/ (default on)",
+    }
+)
+def dev(c: Context, host: str = "127.0.0.1", port: int = 8080, reload: bool = True) -> None:
+    """Run the agent locally: embedded ChromaDB, in-process cache, offline LLM unless a key is set."""
+    env = {"HOST": host, "PORT": str(port)}
+    provider = "gemini" if os.environ.get("GEMINI_API_KEY") else "offline"
+    store = os.environ.get("CHROMA_HOST") or os.environ.get("CHROMA_PATH", ".vaia/chroma")
+    console.print(
+        f"[bold]vaia-agent[/] on [cyan]http://{host}:{port}[/]  (docs /docs, metrics /metrics)\n"
+        f"  provider: {os.environ.get('LLM_PROVIDER', 'auto')} -> {provider}   store: {store}   "
+        f"cache: {os.environ.get('REDIS_URL') or 'in-process'}"
+    )
+    flags = " --reload" if reload else ""
+    with c.cd(str(ROOT)):
+        c.run(f"{PY} -m agent serve{flags}", env=env, pty=sys.stdout.isatty())
+
+
+@task(
+    help={
+        "marker": "pytest -m expression, e.g. unit or 'not container'",
+        "keyword": "pytest -k expression",
+    }
+)
+def test(c: Context, marker: str = "", keyword: str = "") -> None:
+    """Run the test suite. Extra pytest arguments go after `--`: invoke test -- -x -q"""
+    args = []
+    if marker:
+        args += ["-m", marker]
+    if keyword:
+        args += ["-k", keyword]
+    extra = c.remainder if hasattr(c, "remainder") else ""
+    command = f"{PY} -m pytest {shlex.join(args)} {extra}".strip()
+    with c.cd(str(ROOT)):
+        c.run(command, pty=sys.stdout.isatty())
+
+
+@task
+def lint(c: Context) -> None:
+    """ruff (lint and format check) and mypy (strict, on agent/)."""
+    with c.cd(str(ROOT)):
+        c.run(f"{PY} -m ruff check .")
+        c.run(f"{PY} -m ruff format --check .")
+        c.run(f"{PY} -m mypy")
+
+
+@task(help={"strict": "exit non-zero when a tool is missing"})
+def doctor(c: Context, strict: bool = False) -> None:
+    """List every tool the project can use: version, found or missing, and how to install it."""
+    table = Table(title="external tools", title_justify="left")
+    for column in ("tool", "status", "version", "used for", "install"):
+        table.add_column(column)
+    missing = 0
+    for name in TOOLS:
+        status = inspect(name)
+        if status.ok:
+            table.add_row(name, "[green]found[/]", status.version or "", status.tool.purpose, "")
+        else:
+            missing += 1
+            state = "[yellow]too old[/]" if status.path else "[red]missing[/]"
+            table.add_row(name, state, status.version or "", status.tool.purpose, status.tool.install)
+    console.print(table)
+    packages = Table(title="python packages", title_justify="left")
+    packages.add_column("package")
+    packages.add_column("version")
+    for name, version in python_packages():
+        packages.add_row(name, version or "[dim]not installed[/]")
+    console.print(packages)
+    console.print(f"{len(TOOLS) - missing} of {len(TOOLS)} tools found.")
+    if strict and missing:
+        raise Exit(f"{missing} tool(s) missing", code=1)
+
+
+@task(
+    help={
+        "url": "post the runbooks to a running agent (e.g. http://127.0.0.1:8080) instead of "
+        "writing to the configured store directly",
+        "api_key": "bearer key for --url when AGENT_API_KEYS is set (default: $VAIA_API_KEY)",
+    }
+)
+def seed(c: Context, url: str = "", api_key: str = "") -> None:
+    """(Re)load the shipped runbooks. Idempotent: documents are replaced, never duplicated."""
+    if not url:
+        with c.cd(str(ROOT)):
+            c.run(f"{PY} -m agent seed")
+        return
+    from agent.knowledge.corpus import shipped_documents
+
+    documents = [
+        {"id": d.id, "title": d.title, "text": d.text, "source": d.source, "metadata": d.metadata}
+        for d in shipped_documents()
+    ]
+    key = api_key or os.environ.get("VAIA_API_KEY", "")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.post(
+            url.rstrip("/") + "/v1/knowledge/documents",
+            json={"documents": documents},
+            headers=headers,
+            timeout=120,
+        )
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise Exit(f"seeding {url} failed: {exc}", code=1) from exc
+    body = response.json()
+    for doc in body["documents"]:
+        console.print(f"  {doc['id']}: {doc['chunks']} chunks")
+    console.print(f"[green]seeded {len(body['documents'])} documents[/] into {body['collection']}")
+
+
+def preflight(name: str) -> str:
+    """Path of a tool, or a clean exit with the line that says how to install it."""
+    try:
+        return require(name)
+    except MissingToolError as exc:
+        raise Exit(str(exc), code=127) from exc
+
+
+ns = Collection(dev, test, lint, doctor, seed)

@@ -1,0 +1,93 @@
+"""/health, /ready, /metrics, /docs."""
+
+import pytest
+
+from agent import __version__
+from tests.agent.api.conftest import api_settings
+from tests.conftest import running_app
+
+pytestmark = pytest.mark.integration
+
+
+def test_health_is_ok_with_the_version(client) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "version": __version__}
+
+
+def test_health_never_touches_a_dependency(tmp_path) -> None:
+    settings = api_settings(tmp_path, chroma_host="127.0.0.1", chroma_port=9, redis_url="redis://127.0.0.1:9/0")
+    with running_app(settings, wait_seed=False) as c:
+        components = c.app.state.components
+
+        async def explode(*args, **kwargs):
+            raise AssertionError("/health called a dependency")
+
+        components.store.heartbeat = explode
+        components.state.ping = explode
+        components.store.search = explode
+        assert c.get("/health").status_code == 200
+
+
+def test_ready_reports_each_dependency(client) -> None:
+    body = client.get("/ready").json()
+    assert body["status"] == "ready" and body["down"] == []
+    checks = body["checks"]
+    assert checks["chromadb"]["status"] == "up" and checks["chromadb"]["mode"] == "embedded"
+    assert checks["chromadb"]["collection"] == "vaia_kb__hash-v1-768"
+    assert checks["redis"]["backend"] == "memory"
+    assert checks["llm"] == {"status": "up", "provider": "offline", "model": "extractive-v1"}
+    assert checks["knowledge_seed"] == "done"
+
+
+def test_ready_is_503_before_startup_and_after_shutdown(tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from agent.app import create_app
+
+    app = create_app(api_settings(tmp_path))
+    with TestClient(app) as c:
+        assert c.get("/ready").status_code == 200
+    # After the lifespan ended the app refuses readiness (a draining pod leaves the Service).
+    response = c.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["status"] == "not_ready"
+    assert c.get("/health").status_code == 200
+
+
+def test_metrics_expose_the_documented_series(client) -> None:
+    client.post("/v1/agent/infer", json={"query": "how do I roll back?"})
+    client.post("/v1/agent/infer", json={"query": "how do I roll back?"})
+    client.get("/ready")
+    text = client.get("/metrics").text
+    for series in (
+        'vaia_http_requests_total{method="POST",route="/v1/agent/infer",status="200"}',
+        'vaia_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/agent/infer",status="200"}',
+        'vaia_llm_request_duration_seconds_count{outcome="ok",provider="offline"}',
+        'vaia_cache_requests_total{result="hit"}',
+        'vaia_cache_requests_total{result="miss"}',
+        'vaia_retrieval_duration_seconds_count{outcome="ok"}',
+        'vaia_dependency_up{dependency="chromadb"} 1.0',
+    ):
+        assert series in text, series
+
+
+def test_unknown_paths_are_labelled_unmatched(client) -> None:
+    client.get("/nope/12345")
+    text = client.get("/metrics").text
+    assert 'route="unmatched",status="404"' in text
+    assert "/nope/12345" not in text
+
+
+def test_openapi_documents_every_endpoint(client) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/health", "/ready", "/metrics", "/v1/agent/infer", "/v1/knowledge/documents"} <= set(spec["paths"])
+    assert client.get("/docs").status_code == 200
+
+
+def test_request_id_is_returned_and_propagated(client) -> None:
+    response = client.post("/v1/agent/infer", json={"query": "rollback"}, headers={"X-Request-ID": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+    assert response.json()["request_id"] == "abc-123"
+    made = client.get("/health", headers={"X-Request-ID": "bad id; with spaces"})
+    assert len(made.headers["x-request-id"]) == 32

@@ -1,0 +1,46 @@
+import httpx
+import pytest
+from google.genai import errors as genai_errors
+
+from agent.llm.base import (
+    LLMAuthError,
+    LLMBadResponseError,
+    LLMRateLimitError,
+    LLMTimeoutError,
+    LLMUnavailableError,
+)
+from agent.llm.gemini import map_error
+
+pytestmark = pytest.mark.unit
+
+
+def _api_error(code: int, message: str = "boom", details: object = None) -> genai_errors.APIError:
+    return genai_errors.APIError(code, {"error": {"code": code, "message": message, "status": "X", "details": details}})
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected", "status"),
+    [
+        (_api_error(401), LLMAuthError, 502),
+        (_api_error(403), LLMAuthError, 502),
+        (_api_error(400, "API key not valid. Please pass a valid API key."), LLMAuthError, 502),
+        (_api_error(429), LLMRateLimitError, 503),
+        (_api_error(500), LLMUnavailableError, 503),
+        (_api_error(503), LLMUnavailableError, 503),
+        (_api_error(504), LLMTimeoutError, 504),
+        (_api_error(400, "bad request"), LLMBadResponseError, 502),
+        (_api_error(404, "model not found"), LLMBadResponseError, 502),
+        (httpx.ReadTimeout("slow"), LLMTimeoutError, 504),
+        (httpx.ConnectError("refused"), LLMUnavailableError, 503),
+        (ValueError("odd"), LLMBadResponseError, 502),
+    ],
+)
+def test_error_mapping(exc: BaseException, expected: type, status: int) -> None:
+    mapped = map_error(exc)
+    assert isinstance(mapped, expected)
+    assert mapped.status == status
+
+
+def test_auth_error_never_echoes_the_key() -> None:
+    mapped = map_error(_api_error(400, "API key not valid: AIzaSECRET"))
+    assert "AIzaSECRET" not in str(mapped)

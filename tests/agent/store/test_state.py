@@ -1,0 +1,129 @@
+"""Cache, session memory and rate limit: in-process, and on a real redis-server."""
+
+import pytest
+
+from agent.domain import Turn
+from agent.metrics import Metrics
+from agent.store.state import MemoryState, RedisState
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory", marks=pytest.mark.unit),
+        pytest.param("redis", marks=pytest.mark.integration),
+    ]
+)
+async def state(request, make_settings):
+    settings_kw = {"session_max_turns": 2, "rate_limit_per_minute": 3, "cache_ttl_seconds": 60}
+    if request.param == "memory":
+        yield MemoryState(make_settings(**settings_kw))
+        return
+    redis_server = request.getfixturevalue("redis_server")
+    store = RedisState(make_settings(redis_url=redis_server.url, **settings_kw), Metrics())
+    yield store
+    await store.aclose()
+
+
+async def test_cache_roundtrip_and_miss(state) -> None:
+    assert await state.get_cached("k") == (None, "miss")
+    await state.set_cached("k", {"answer": "a", "n": [1, 2]})
+    assert await state.get_cached("k") == ({"answer": "a", "n": [1, 2]}, "hit")
+
+
+async def test_generation_bump_invalidates_every_cached_answer(state) -> None:
+    await state.set_cached("k1", {"a": 1})
+    await state.set_cached("k2", {"a": 2})
+    await state.bump_generation()
+    assert await state.get_cached("k1") == (None, "miss")
+    assert await state.get_cached("k2") == (None, "miss")
+    await state.set_cached("k1", {"a": 3})
+    assert await state.get_cached("k1") == ({"a": 3}, "hit")
+
+
+async def test_session_keeps_the_last_turns_in_order(state) -> None:
+    assert await state.history("unknown-session") == []
+    for i in range(3):
+        await state.remember("s1", [Turn("user", f"q{i}"), Turn("assistant", f"a{i}")])
+    history = await state.history("s1")
+    assert [t.text for t in history] == ["q1", "a1", "q2", "a2"]  # session_max_turns=2
+    assert history[0].role == "user"
+    assert await state.history("s2") == []
+
+
+async def test_rate_limit_counts_per_client(state) -> None:
+    decisions = [await state.rate_limit("ip:1") for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert [d.remaining for d in decisions] == [2, 1, 0, 0]
+    assert all(1 <= d.reset_seconds <= 60 for d in decisions)
+    assert (await state.rate_limit("ip:2")).allowed
+
+
+@pytest.mark.integration
+async def test_redis_shares_state_between_replicas(redis_server, make_settings) -> None:
+    settings = make_settings(redis_url=redis_server.url)
+    one, two = RedisState(settings, Metrics()), RedisState(settings, Metrics())
+    try:
+        await one.set_cached("k", {"v": 1})
+        await one.remember("s", [Turn("user", "hello")])
+        assert await two.get_cached("k") == ({"v": 1}, "hit")
+        assert [t.text for t in await two.history("s")] == ["hello"]
+        await two.bump_generation()
+        assert (await one.get_cached("k"))[1] == "miss"
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+@pytest.mark.integration
+async def test_redis_killed_mid_test_falls_back_then_recovers(redis_server, make_settings) -> None:
+    metrics = Metrics()
+    settings = make_settings(redis_url=redis_server.url, redis_cooldown_seconds=0, rate_limit_per_minute=5)
+    state = RedisState(settings, metrics)
+    try:
+        await state.set_cached("k", {"v": 1})
+        assert (await state.get_cached("k"))[1] == "hit"
+        assert metrics.dependency_up.labels("redis")._value.get() == 1
+
+        redis_server.kill()
+        assert await state.get_cached("k") == (None, "error")  # degraded, not raised
+        assert metrics.dependency_up.labels("redis")._value.get() == 0
+        await state.set_cached("k2", {"v": 2})  # silently skipped
+        await state.remember("s", [Turn("user", "kept in process")])
+        assert [t.text for t in await state.history("s")] == ["kept in process"]
+        assert (await state.rate_limit("ip:x")).allowed
+        with pytest.raises(Exception):
+            await state.ping()
+
+        redis_server.start()
+        await state.ping()
+        assert metrics.dependency_up.labels("redis")._value.get() == 1
+        await state.set_cached("k3", {"v": 3})
+        assert (await state.get_cached("k3"))[1] == "hit"
+    finally:
+        await state.aclose()
+
+
+@pytest.mark.integration
+async def test_cooldown_skips_redis_after_a_failure(redis_server, make_settings) -> None:
+    state = RedisState(make_settings(redis_url=redis_server.url, redis_cooldown_seconds=60), Metrics())
+    try:
+        redis_server.kill()
+        assert (await state.get_cached("k"))[1] == "error"
+        redis_server.start()
+        # Still within the cooldown: no Redis call is made, the fallback answers.
+        assert (await state.get_cached("k"))[1] == "error"
+        assert not state.healthy
+        await state.ping()  # readiness probes ignore the cooldown and end it when Redis answers
+        assert state.healthy
+        assert (await state.get_cached("k"))[1] == "miss"
+    finally:
+        await state.aclose()
+
+
+@pytest.mark.unit
+async def test_zero_ttl_disables_the_cache(make_settings) -> None:
+    state = MemoryState(make_settings(cache_ttl_seconds=0))
+    await state.set_cached("k", {"v": 1})
+    assert (await state.get_cached("k"))[1] == "miss"

@@ -1,0 +1,116 @@
+"""The knowledge store on the embedded Chroma and on a real `chroma run` server."""
+
+import uuid
+
+import pytest
+
+from agent.embeddings.hashing import HashingEmbedder
+from agent.knowledge.chunking import chunk_document
+from agent.metrics import Metrics
+from agent.store.vector import KnowledgeStore, StoreUnavailableError, collection_name
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+WORDS = ("falcon quartz meadow harbor lantern glacier orchid tundra canyon ember willow prism "
+         "basalt comet delta fjord geyser hollow isle jasper kelp lagoon mesa nebula").split()
+DOC = "## Undo\n\n" + " ".join(
+    f"Rollback step {w}: run kubectl rollout undo for the {w} service and verify it." for w in WORDS
+)
+
+
+@pytest.fixture(params=["embedded", "server"])
+def store(request, make_settings):
+    # A fresh collection per test: the server is shared by the whole session.
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    if request.param == "embedded":
+        settings = make_settings(chroma_collection_prefix=prefix)
+    else:
+        server = request.getfixturevalue("chroma_server")
+        settings = make_settings(chroma_host="127.0.0.1", chroma_port=server.port, chroma_collection_prefix=prefix)
+    s = KnowledgeStore(settings, HashingEmbedder(256), Metrics())
+    yield s
+    s.close()
+
+
+async def test_upsert_then_search_finds_the_document(store) -> None:
+    chunks = chunk_document("runbook/rollbacks", "Rollbacks", DOC, size=300, overlap=50)
+    assert await store.upsert_document("runbook/rollbacks", chunks, {"source": "s"}) == len(chunks)
+    passages = await store.search("rollback the glacier service", 3)
+    assert len(passages) == 3
+    assert passages[0].document_id == "runbook/rollbacks"
+    assert passages[0].title == "Rollbacks" and passages[0].section == "Undo"
+    assert passages[0].score > passages[-1].score - 1e-9
+    assert "glacier" in passages[0].text
+
+
+async def test_reingesting_replaces_instead_of_duplicating(store) -> None:
+    long = chunk_document("doc", "T", DOC, size=300, overlap=50)
+    await store.upsert_document("doc", long, {})
+    assert await store.count() == len(long)
+    await store.upsert_document("doc", long, {})
+    assert await store.count() == len(long)
+    short = chunk_document("doc", "T", "A much shorter second version of the document.")
+    await store.upsert_document("doc", short, {})
+    assert await store.document_chunk_ids("doc") == ["doc::0000"]
+    assert await store.count() == 1
+    [passage] = await store.search("shorter second version", 5)
+    assert "second version" in passage.text
+
+
+async def test_other_documents_are_untouched_by_a_replace(store) -> None:
+    await store.upsert_document("a", chunk_document("a", "A", "Alpha text about deploys."), {})
+    await store.upsert_document("b", chunk_document("b", "B", "Beta text about rollbacks."), {})
+    await store.upsert_document("a", chunk_document("a", "A", "Alpha v2."), {})
+    assert await store.document_chunk_ids("b") == ["b::0000"]
+
+
+async def test_min_score_filters_and_stopwords_find_nothing(store) -> None:
+    await store.upsert_document("a", chunk_document("a", "A", "Alpha text about deploys."), {})
+    assert await store.search("how do I", 3) == []
+    assert await store.search("zebra giraffe", 3, min_score=0.5) == []
+
+
+def test_collections_are_keyed_by_embedding_space() -> None:
+    assert collection_name("vaia_kb", "hash-v1-768") != collection_name("vaia_kb", "gemini-embedding-001-768")
+    assert collection_name("vaia_kb", "gemini-embedding-001-768") == "vaia_kb__gemini-embedding-001-768"
+
+
+async def test_vectors_of_different_spaces_never_mix(make_settings) -> None:
+    settings = make_settings()
+    small = KnowledgeStore(settings, HashingEmbedder(128), Metrics())
+    large = KnowledgeStore(settings, HashingEmbedder(256), Metrics())
+    await small.upsert_document("a", chunk_document("a", "A", "Alpha text."), {})
+    assert await large.count() == 0
+    assert small.collection_name != large.collection_name
+
+
+async def test_server_down_raises_store_unavailable_then_recovers(chroma_server, make_settings) -> None:
+    metrics = Metrics()
+    settings = make_settings(
+        chroma_host="127.0.0.1", chroma_port=chroma_server.port, chroma_timeout_seconds=3,
+        chroma_collection_prefix=f"t{uuid.uuid4().hex[:10]}",
+    )
+    store = KnowledgeStore(settings, HashingEmbedder(256), metrics)
+    await store.upsert_document("a", chunk_document("a", "A", "Alpha text about deploys."), {})
+    chroma_server.stop()
+    try:
+        with pytest.raises(StoreUnavailableError, match="ChromaDB at http://127.0.0.1"):
+            await store.search("alpha deploys", 2)
+        with pytest.raises(StoreUnavailableError):
+            await store.heartbeat()
+        assert metrics.dependency_up.labels("chromadb")._value.get() == 0
+    finally:
+        chroma_server.start(timeout=60)
+    # The data survived the restart (persistent path) and the client reconnects by itself.
+    [passage] = await store.search("alpha deploys", 1)
+    assert passage.document_id == "a"
+    assert metrics.dependency_up.labels("chromadb")._value.get() == 1
+
+
+async def test_embedded_store_persists_across_clients(make_settings) -> None:
+    settings = make_settings()
+    first = KnowledgeStore(settings, HashingEmbedder(256), Metrics())
+    await first.upsert_document("a", chunk_document("a", "A", "Alpha text about deploys."), {})
+    first.close()
+    second = KnowledgeStore(settings, HashingEmbedder(256), Metrics())
+    assert await second.count() == 1

@@ -1,0 +1,78 @@
+import pytest
+from pydantic import ValidationError
+
+from agent.config import Settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_follow_the_design_contract() -> None:
+    s = Settings(_env_file=None)
+    assert s.port == 8080
+    assert s.llm_provider == "auto"
+    assert s.resolved_provider == "offline"  # no key: offline
+    assert s.gemini_embed_model == "gemini-embedding-001"
+    assert s.chroma_port == 8000
+    assert s.chroma_host is None and s.redis_url is None
+    assert not s.auth_enabled
+    assert s.log_level == "info"
+
+
+def test_auto_picks_gemini_when_a_key_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "abc")
+    s = Settings(_env_file=None)
+    assert s.resolved_provider == "gemini"
+    assert "abc" not in repr(s) and "abc" not in str(s.model_dump())
+
+
+def test_blank_key_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "  ")
+    assert Settings(_env_file=None).resolved_provider == "offline"
+
+
+def test_gemini_without_key_is_a_clear_error() -> None:
+    with pytest.raises(ValidationError, match="LLM_PROVIDER=gemini needs GEMINI_API_KEY"):
+        Settings(_env_file=None, llm_provider="gemini")
+
+
+def test_api_keys_are_comma_separated_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_API_KEYS", " k1, k2 ,,")
+    s = Settings(_env_file=None)
+    assert [k.get_secret_value() for k in s.agent_api_keys] == ["k1", "k2"]
+    assert s.auth_enabled
+    assert "k1" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "0"),
+        ("PORT", "70000"),
+        ("LLM_PROVIDER", "openai"),
+        ("LOG_LEVEL", "loud"),
+        ("FAULT_ERROR_RATE", "1.5"),
+        ("CHROMA_COLLECTION_PREFIX", "bad name!"),
+    ],
+)
+def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)
+
+
+def test_log_level_is_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    assert Settings(_env_file=None).log_level == "debug"
+
+
+def test_overlap_must_be_smaller_than_half_a_chunk() -> None:
+    with pytest.raises(ValidationError, match="CHUNK_OVERLAP"):
+        Settings(_env_file=None, chunk_size=400, chunk_overlap=300)
+
+
+def test_env_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("REDIS_URL=redis://example:6379/0\nMAX_QUERY_CHARS=77\n")
+    monkeypatch.chdir(tmp_path)
+    s = Settings()
+    assert s.redis_url == "redis://example:6379/0"
+    assert s.max_query_chars == 77

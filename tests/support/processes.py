@@ -1,0 +1,101 @@
+"""Real service processes for integration tests: redis-server and a Chroma server, each on a
+free loopback port, with start/stop/kill so tests can take a dependency away mid-test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from devstack.tools import require
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except Exception as exc:
+            last = exc
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not ready after {timeout}s (last error: {last!r})")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class ManagedProcess:
+    """A server process that can be stopped and started again on the same port."""
+
+    def __init__(self, name: str, argv: list[str], port: int, log: Path) -> None:
+        self.name, self.argv, self.port, self.log = name, argv, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def ready(self) -> bool:
+        return port_open(self.port)
+
+    def start(self, timeout: float = 30) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+            )
+        wait_until(self.ready, timeout, f"{self.name} on 127.0.0.1:{self.port} (log: {self.log})")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        wait_until(lambda: not port_open(self.port), 10, f"{self.name} port to close")
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+class RedisProcess(ManagedProcess):
+    def __init__(self, workdir: Path) -> None:
+        port = free_port()
+        argv = [
+            require("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(workdir),
+        ]
+        super().__init__("redis-server", argv, port, workdir / "redis.log")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+class ChromaProcess(ManagedProcess):
+    def __init__(self, workdir: Path) -> None:
+        port = free_port()
+        chroma = str(Path(sys.executable).with_name("chroma"))
+        argv = [chroma, "run", "--path", str(workdir / "data"), "--host", "127.0.0.1", "--port", str(port)]
+        super().__init__("chroma", argv, port, workdir / "chroma.log")
+
+    def ready(self) -> bool:
+        try:
+            response = httpx.get(f"http://127.0.0.1:{self.port}/api/v2/heartbeat", timeout=1)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
