@@ -26,7 +26,7 @@ PY = shlex.quote(sys.executable)
     }
 )
 def dev(c: Context, host: str = "127.0.0.1", port: int = 8080, reload: bool = True) -> None:
-    """Run the agent locally: embedded ChromaDB, in-process cache, offline LLM unless a key is set."""
+    """Run the agent locally: embedded Chroma, in-process cache, offline LLM unless a key is set."""
     env = {"HOST": host, "PORT": str(port)}
     provider = "gemini" if os.environ.get("GEMINI_API_KEY") else "offline"
     store = os.environ.get("CHROMA_HOST") or os.environ.get("CHROMA_PATH", ".vaia/chroma")
@@ -46,7 +46,7 @@ def dev(c: Context, host: str = "127.0.0.1", port: int = 8080, reload: bool = Tr
         "keyword": "pytest -k expression",
     }
 )
-def test(c: Context, marker: str = "", keyword: str = "") -> None:
+def test(c: Context, marker: str = "", keyword: str = "") -> None:  # noqa: PT028 - invoke task
     """Run the test suite. Extra pytest arguments go after `--`: invoke test -- -x -q"""
     args = []
     if marker:
@@ -82,7 +82,9 @@ def doctor(c: Context, strict: bool = False) -> None:
         else:
             missing += 1
             state = "[yellow]too old[/]" if status.path else "[red]missing[/]"
-            table.add_row(name, state, status.version or "", status.tool.purpose, status.tool.install)
+            table.add_row(
+                name, state, status.version or "", status.tool.purpose, status.tool.install
+            )
     console.print(table)
     packages = Table(title="python packages", title_justify="left")
     packages.add_column("package")

@@ -28,7 +28,11 @@ log = logging.getLogger(__name__)
 
 def _error(request: Request, status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
     headers = extra.pop("headers", None)
-    body = {"detail": detail, "error": error, "request_id": getattr(request.state, "request_id", None)}
+    body = {
+        "detail": detail,
+        "error": error,
+        "request_id": getattr(request.state, "request_id", None),
+    }
     return JSONResponse({**body, **extra}, status, headers=headers)
 
 
@@ -41,9 +45,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(IngestError)
     async def ingest_error(request: Request, exc: IngestError) -> JSONResponse:
         return _error(
-            request, 503, "store_unavailable",
+            request,
+            503,
+            "store_unavailable",
             f"documents were not stored: {exc}. Retry the request; it is idempotent.",
-            written=exc.written, headers={"Retry-After": "5"},
+            written=exc.written,
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(InjectedFaultError)
@@ -101,7 +108,9 @@ def create_app(settings: Settings | None = None, components: Components | None =
         description="A vertical AI agent for platform and SRE runbooks.",
         lifespan=lifespan,
     )
-    app.add_middleware(RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
+    )
     _install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(infer.router)

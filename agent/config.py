@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 ProviderName = Literal["auto", "gemini", "offline"]
 
@@ -96,7 +95,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.llm_provider == "gemini" and self.gemini_api_key is None:
-            raise ValueError("LLM_PROVIDER=gemini needs GEMINI_API_KEY (or use LLM_PROVIDER=offline)")
+            raise ValueError(
+                "LLM_PROVIDER=gemini needs GEMINI_API_KEY (or use LLM_PROVIDER=offline)"
+            )
         if self.chunk_overlap >= self.chunk_size // 2:
             raise ValueError("CHUNK_OVERLAP must be less than half of CHUNK_SIZE")
         return self

@@ -14,7 +14,10 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Attributes every LogRecord has; anything else passed through `extra=` is emitted as a field.
 # uvicorn's `color_message` duplicates `msg` with terminal escapes.
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {
-    "message", "asctime", "taskName", "color_message"
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
 }
 
 

@@ -52,7 +52,10 @@ class Metrics:
             registry=r,
         )
         self.degraded_answers = Counter(
-            "vaia_degraded_answers_total", "Answers given in a degraded mode.", ["reason"], registry=r
+            "vaia_degraded_answers_total",
+            "Answers given in a degraded mode.",
+            ["reason"],
+            registry=r,
         )
         self.rate_limited = Counter(
             "vaia_rate_limited_total", "Requests refused by the rate limit.", registry=r

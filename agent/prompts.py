@@ -83,4 +83,6 @@ class Prompt:
 
 
 def build_prompt(query: str, passages: list[Passage], history: list[Turn]) -> Prompt:
-    return Prompt(system=SYSTEM_INSTRUCTIONS, query=clean(query), passages=passages, history=history)
+    return Prompt(
+        system=SYSTEM_INSTRUCTIONS, query=clean(query), passages=passages, history=history
+    )

@@ -22,7 +22,14 @@ from agent.config import Settings
 from agent.domain import Passage, Turn
 from agent.embeddings.base import EmbeddingError
 from agent.knowledge.chunking import chunk_document, slugify
-from agent.llm.base import Completion, LLMError, LLMProvider, LLMRateLimitError, LLMTimeoutError, LLMUnavailableError
+from agent.llm.base import (
+    Completion,
+    LLMError,
+    LLMProvider,
+    LLMRateLimitError,
+    LLMTimeoutError,
+    LLMUnavailableError,
+)
 from agent.llm.offline import NO_SOURCES_ANSWER, OfflineProvider
 from agent.metrics import Metrics
 from agent.prompts import build_prompt, clean
@@ -34,9 +41,7 @@ log = logging.getLogger(__name__)
 
 RETRIEVAL_UNAVAILABLE = "retrieval_unavailable"
 LLM_UNAVAILABLE = "llm_unavailable"
-NO_KNOWLEDGE_NOTICE = (
-    "The knowledge base is unavailable right now, so this answer has no sources."
-)
+NO_KNOWLEDGE_NOTICE = "The knowledge base is unavailable right now, so this answer has no sources."
 # LLM failures that a fallback answer can stand in for; auth and bad requests are not.
 _FALLBACK_ERRORS = (LLMUnavailableError, LLMRateLimitError, LLMTimeoutError)
 
@@ -136,9 +141,9 @@ class AgentService:
         cached, result = await self.state.get_cached(key)
         self.metrics.cache_requests.labels(result).inc()
         if cached is not None:
-            answer = _result_from_cache(cached)
-            await self._remember(session_id, query, answer.answer)
-            return answer
+            hit = _result_from_cache(cached)
+            await self._remember(session_id, query, hit.answer)
+            return hit
 
         degraded: list[str] = []
         try:
@@ -154,7 +159,11 @@ class AgentService:
 
         answer = completion.text
         if RETRIEVAL_UNAVAILABLE in degraded:
-            answer = NO_KNOWLEDGE_NOTICE if answer == NO_SOURCES_ANSWER else f"{NO_KNOWLEDGE_NOTICE}\n\n{answer}"
+            answer = (
+                NO_KNOWLEDGE_NOTICE
+                if answer == NO_SOURCES_ANSWER
+                else f"{NO_KNOWLEDGE_NOTICE}\n\n{answer}"
+            )
         for reason in degraded:
             self.metrics.degraded_answers.labels(reason).inc()
 
@@ -195,7 +204,9 @@ class AgentService:
             raise
         finally:
             if self.llm.name == "offline":  # gemini records its own per-call latency
-                self.metrics.llm_latency.labels("offline", outcome).observe(time.perf_counter() - started)
+                self.metrics.llm_latency.labels("offline", outcome).observe(
+                    time.perf_counter() - started
+                )
 
     async def _tool_search(self, query: str, top_k: int) -> list[Passage]:
         return await self.retrieve(query, top_k)

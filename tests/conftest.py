@@ -14,7 +14,6 @@ from agent.config import Settings
 from tests.support.gemini_standin import GeminiStandIn
 from tests.support.processes import ChromaProcess, RedisProcess
 
-
 TIERS = ("unit", "integration", "container", "static", "load")
 
 

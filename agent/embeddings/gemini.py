@@ -31,13 +31,17 @@ class GeminiEmbedder:
         )
         vectors: list[list[float]] = []
         for start in range(0, len(texts), BATCH_SIZE):
-            batch = texts[start : start + BATCH_SIZE]
-            try:
-                response = await self._client.call(
-                    lambda batch=batch: self._client.client.aio.models.embed_content(
-                        model=self.model, contents=batch, config=config
-                    )
+            batch: list[types.ContentUnion] = list(texts[start : start + BATCH_SIZE])
+
+            async def embed_batch(
+                batch: list[types.ContentUnion] = batch,
+            ) -> types.EmbedContentResponse:
+                return await self._client.client.aio.models.embed_content(
+                    model=self.model, contents=batch, config=config
                 )
+
+            try:
+                response = await self._client.call(embed_batch)
             except LLMError as exc:
                 raise EmbeddingError(f"Gemini embeddings failed: {exc}") from exc
             embeddings = response.embeddings or []

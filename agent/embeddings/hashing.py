@@ -7,6 +7,7 @@ retrieval over a runbook corpus, and costs microseconds, not a model download.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import unicodedata
@@ -17,9 +18,13 @@ from agent.embeddings.base import Purpose
 _WORD = re.compile(r"[a-z0-9]+(?:[-_.][a-z0-9]+)*")
 # Words too common to carry meaning in a question; keeping them would make every query similar.
 STOPWORDS = frozenset(
-    """a an and are as at be by can do does for from how i if in is it my of on or should
-    that the this to was we what when where which who why will with you your me our us""".split()
-)
+    {
+        "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from",
+        "how", "i", "if", "in", "is", "it", "my", "of", "on", "or", "should", "that", "the",
+        "this", "to", "was", "we", "what", "when", "where", "which", "who", "why", "will",
+        "with", "you", "your", "me", "our", "us",
+    }
+)  # fmt: skip
 
 
 def tokenize(text: str) -> list[str]:
@@ -46,7 +51,7 @@ class HashingEmbedder:
                 for i in range(len(padded) - n + 1):
                     gram = "c:" + padded[i : i + n]
                     weights[gram] = weights.get(gram, 0.0) + 0.25
-        for first, second in zip(words, words[1:], strict=False):
+        for first, second in itertools.pairwise(words):
             key = f"b:{first} {second}"
             weights[key] = weights.get(key, 0.0) + 1.5
         return weights
@@ -57,7 +62,9 @@ class HashingEmbedder:
             digest = zlib.crc32(feature.encode())
             sign = 1.0 if digest & 0x80000000 else -1.0
             # Sublinear term frequency: a word repeated ten times is not ten times as relevant.
-            vector[digest % self.dimensions] += sign * (1.0 + math.log(count) if count >= 1 else count)
+            vector[digest % self.dimensions] += sign * (
+                1.0 + math.log(count) if count >= 1 else count
+            )
         norm = math.sqrt(sum(v * v for v in vector))
         return [v / norm for v in vector] if norm else vector
 

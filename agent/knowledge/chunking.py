@@ -115,7 +115,9 @@ def chunk_document(
         raise ValueError(f"invalid document id {document_id!r}")
     bodies: list[tuple[str, str]] = []
     for section, paragraphs in _sections(text):
-        pieces = [piece for p in paragraphs for piece in ([p] if len(p) <= size else _split_long(p, size))]
+        pieces = [
+            piece for p in paragraphs for piece in ([p] if len(p) <= size else _split_long(p, size))
+        ]
         buffer = ""
         for piece in pieces:
             joined = f"{buffer}\n\n{piece}" if buffer else piece

@@ -10,7 +10,9 @@ from agent.service import DocumentIn
 def shipped_documents() -> list[DocumentIn]:
     """One document per markdown file; its id is `runbook/<file stem>`, its title the H1."""
     documents = []
-    for entry in sorted(files("agent.knowledge").joinpath("corpus").iterdir(), key=lambda e: e.name):
+    for entry in sorted(
+        files("agent.knowledge").joinpath("corpus").iterdir(), key=lambda e: e.name
+    ):
         if not entry.name.endswith(".md"):
             continue
         text = entry.read_text(encoding="utf-8")

@@ -60,14 +60,18 @@ class LLMBadResponseError(LLMError):
 
 
 class LLMProvider(Protocol):
-    name: Literal["gemini", "offline"]
-    model: str
-    # Whether the answer depends on session history (then the cache key must include it).
-    uses_history: bool
+    @property
+    def name(self) -> Literal["gemini", "offline"]: ...
 
-    async def complete(
-        self, prompt: Prompt, tools: ToolRegistry, ctx: ToolContext
-    ) -> Completion:
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def uses_history(self) -> bool:
+        """Whether the answer depends on session history (then the cache key includes it)."""
+        ...
+
+    async def complete(self, prompt: Prompt, tools: ToolRegistry, ctx: ToolContext) -> Completion:
         """Answer the prompt. `ctx.found` starts as the prompt's passages; tools may add to it,
         and `Completion.cited` numbers index into it."""
         ...

@@ -167,7 +167,9 @@ class GeminiProvider:
                 outcome = await tools.call(name, args, ctx)
                 self._metrics.tool_calls.labels(name, "ok" if outcome.ok else "error").inc()
                 calls.append(ToolCall(name, args, outcome.result, outcome.ok))
-                reply_parts.append(types.Part.from_function_response(name=name, response=outcome.result))
+                reply_parts.append(
+                    types.Part.from_function_response(name=name, response=outcome.result)
+                )
             contents.append(types.Content(role="user", parts=reply_parts))
         text = (response.text or "").strip()
         if not text:
@@ -192,7 +194,9 @@ class GeminiProvider:
             outcome = exc.kind
             raise
         finally:
-            self._metrics.llm_latency.labels("gemini", outcome).observe(time.perf_counter() - started)
+            self._metrics.llm_latency.labels("gemini", outcome).observe(
+                time.perf_counter() - started
+            )
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -52,7 +52,9 @@ class OfflineProvider:
             lines.extend(f"- {sentence} [{n}]" for n, sentence in picked)
         elif not lines:
             lines.append(NO_SOURCES_ANSWER)
-        return Completion(text="\n".join(lines), model=self.model, tool_calls=tool_calls, cited=cited)
+        return Completion(
+            text="\n".join(lines), model=self.model, tool_calls=tool_calls, cited=cited
+        )
 
     async def aclose(self) -> None:
         return None

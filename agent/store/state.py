@@ -136,7 +136,9 @@ class RedisState:
             retry=Retry(NoBackoff(), 0),
         )
 
-    async def _try(self, what: str, op: Callable[[], Awaitable[T]], fallback: Callable[[], Awaitable[T]]) -> T:
+    async def _try(
+        self, what: str, op: Callable[[], Awaitable[T]], fallback: Callable[[], Awaitable[T]]
+    ) -> T:
         if time.monotonic() < self._down_until:
             return await fallback()
         try:
@@ -144,7 +146,10 @@ class RedisState:
         except (RedisError, OSError, TimeoutError) as exc:
             self._down_until = time.monotonic() + self._settings.redis_cooldown_seconds
             self._metrics.dependency_up.labels("redis").set(0)
-            log.warning("redis call failed, using in-process fallback", extra={"operation": what, "error": repr(exc)})
+            log.warning(
+                "redis call failed, using in-process fallback",
+                extra={"operation": what, "error": repr(exc)},
+            )
             return await fallback()
         self._metrics.dependency_up.labels("redis").set(1)
         return result

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -114,9 +114,13 @@ class KnowledgeStore:
         except Exception as exc:
             self._metrics.dependency_up.labels("chromadb").set(0)
             self._reset()
-            reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            reason = (
+                "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            )
             log.warning("chromadb call failed", extra={"operation": what, "error": reason})
-            raise StoreUnavailableError(f"ChromaDB at {self.location} failed ({what}): {reason}") from exc
+            raise StoreUnavailableError(
+                f"ChromaDB at {self.location} failed ({what}): {reason}"
+            ) from exc
         self._metrics.dependency_up.labels("chromadb").set(1)
         return result
 
@@ -137,9 +141,11 @@ class KnowledgeStore:
         if not any(vector):
             return []  # nothing to match on (for example a question of stop words only)
 
+        embeddings: list[Sequence[float]] = [vector]
+
         def query(collection: Collection) -> Any:
             return collection.query(
-                query_embeddings=[vector],
+                query_embeddings=embeddings,
                 n_results=top_k,
                 include=["documents", "metadatas", "distances"],
             )
@@ -150,7 +156,9 @@ class KnowledgeStore:
         documents = (result.get("documents") or [[]])[0]
         metadatas = (result.get("metadatas") or [[]])[0]
         distances = (result.get("distances") or [[]])[0]
-        for chunk_id, text_, meta, distance in zip(ids, documents, metadatas, distances, strict=True):
+        for chunk_id, text_, meta, distance in zip(
+            ids, documents, metadatas, distances, strict=True
+        ):
             score = 1.0 - float(distance)
             if score < min_score:
                 continue
@@ -174,7 +182,13 @@ class KnowledgeStore:
         """Write a document's chunks, then delete chunks left over from a longer old version.
 
         Upsert first, delete after: at no moment is the document missing from the store."""
-        vectors = await self.embedder.embed([c.embedding_text() for c in chunks], "document")
+        vectors: list[Sequence[float]] = list(
+            await self.embedder.embed([c.embedding_text() for c in chunks], "document")
+        )
+        # Chunks of an older, longer version of this document.
+        stale: Any = {
+            "$and": [{"document_id": document_id}, {"chunk_index": {"$gte": len(chunks)}}]
+        }
 
         def write(collection: Collection) -> None:
             for start in range(0, len(chunks), UPSERT_BATCH):
@@ -194,9 +208,7 @@ class KnowledgeStore:
                         for c in batch
                     ],
                 )
-            collection.delete(
-                where={"$and": [{"document_id": document_id}, {"chunk_index": {"$gte": len(chunks)}}]}
-            )
+            collection.delete(where=stale)
 
         await self._run("upsert", write)
         self._metrics.ingested_chunks.inc(len(chunks))

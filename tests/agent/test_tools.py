@@ -15,12 +15,18 @@ GEMINI_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
 # One valid call per tool: every tool must appear here (checked below).
 EXAMPLES = {
     "search_knowledge": {"query": "rollback", "top_k": 2},
-    "error_budget": {"slo_percent": 99.9, "window_days": 30, "observed_availability_percent": 99.95},
+    "error_budget": {
+        "slo_percent": 99.9,
+        "window_days": 30,
+        "observed_availability_percent": 99.95,
+    },
 }
 
 
 async def _search(query: str, top_k: int) -> list[Passage]:
-    return [Passage(f"doc::{i}", "doc", "Doc", "src", "", f"{query} {i}", 0.9) for i in range(top_k)]
+    return [
+        Passage(f"doc::{i}", "doc", "Doc", "src", "", f"{query} {i}", 0.9) for i in range(top_k)
+    ]
 
 
 def test_every_tool_has_an_example() -> None:
@@ -97,5 +103,7 @@ async def test_a_failing_tool_does_not_raise() -> None:
     async def broken(query: str, top_k: int) -> list[Passage]:
         raise RuntimeError("store down")
 
-    outcome = await default_tools().call("search_knowledge", {"query": "q"}, ToolContext(search=broken))
+    outcome = await default_tools().call(
+        "search_knowledge", {"query": "q"}, ToolContext(search=broken)
+    )
     assert not outcome.ok and "store down" in outcome.result["error"]

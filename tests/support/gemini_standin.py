@@ -47,9 +47,17 @@ class GeminiStandIn:
 
     # --- scripting ---------------------------------------------------------------------------
 
-    def fail(self, method: str, status: int, times: int = 1, retry_after: str | None = None) -> None:
+    def fail(
+        self, method: str, status: int, times: int = 1, retry_after: str | None = None
+    ) -> None:
         headers = {"Retry-After": retry_after} if retry_after else {}
-        body = {"error": {"code": status, "message": f"scripted {status}", "status": _STATUS.get(status, "UNKNOWN")}}
+        body = {
+            "error": {
+                "code": status,
+                "message": f"scripted {status}",
+                "status": _STATUS.get(status, "UNKNOWN"),
+            }
+        }
         for _ in range(times):
             self._push(method, (status, body, headers))
 
@@ -69,20 +77,37 @@ class GeminiStandIn:
 
     # --- serving -----------------------------------------------------------------------------
 
-    def handle(self, method: str, model: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def handle(
+        self, method: str, model: str, body: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
             self.requests.append(Recorded(method, model, body, headers))
             queue = self._script.get(method)
             if queue:
                 return queue.popleft()
         if headers.get("x-goog-api-key") != self.api_key:
-            return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "API key not valid. Please pass a valid API key.", "details": [{"reason": "API_KEY_INVALID"}]}}, {}
+            return (
+                400,
+                {
+                    "error": {
+                        "code": 400,
+                        "status": "INVALID_ARGUMENT",
+                        "message": "API key not valid. Please pass a valid API key.",
+                        "details": [{"reason": "API_KEY_INVALID"}],
+                    }
+                },
+                {},
+            )
         if method == "generateContent":
             return 200, _default_answer(body), {}
         if method == "embedContent":
             return 200, {"embedding": {"values": _embed(body)}}, {}
         if method == "batchEmbedContents":
-            return 200, {"embeddings": [{"values": _embed(r)} for r in body.get("requests", [])]}, {}
+            return (
+                200,
+                {"embeddings": [{"values": _embed(r)} for r in body.get("requests", [])]},
+                {},
+            )
         return 404, {"error": {"code": 404, "status": "NOT_FOUND", "message": method}}, {}
 
     def start(self) -> GeminiStandIn:
@@ -97,7 +122,9 @@ class GeminiStandIn:
                     status, payload, extra = 404, {"error": {"code": 404, "message": self.path}}, {}
                 else:
                     headers = {k.lower(): v for k, v in self.headers.items()}
-                    status, payload, extra = standin.handle(match["method"], match["model"], body, headers)
+                    status, payload, extra = standin.handle(
+                        match["method"], match["model"], body, headers
+                    )
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -120,13 +147,24 @@ class GeminiStandIn:
             self._server.server_close()
 
 
-_STATUS = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED", 403: "PERMISSION_DENIED", 401: "UNAUTHENTICATED", 400: "INVALID_ARGUMENT", 404: "NOT_FOUND"}
+_STATUS = {
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+    403: "PERMISSION_DENIED",
+    401: "UNAUTHENTICATED",
+    400: "INVALID_ARGUMENT",
+    404: "NOT_FOUND",
+}
 _EMBEDDER = HashingEmbedder(768)
 
 
 def _candidate(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+        "candidates": [
+            {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
+        ],
         "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15},
         "modelVersion": "standin",
     }

@@ -54,7 +54,10 @@ class ManagedProcess:
     def start(self, timeout: float = 30) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
             )
         wait_until(self.ready, timeout, f"{self.name} on 127.0.0.1:{self.port} (log: {self.log})")
 
@@ -76,8 +79,17 @@ class RedisProcess(ManagedProcess):
     def __init__(self, workdir: Path) -> None:
         port = free_port()
         argv = [
-            require("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(workdir),
+            require("redis-server"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
         ]
         super().__init__("redis-server", argv, port, workdir / "redis.log")
 
@@ -90,7 +102,16 @@ class ChromaProcess(ManagedProcess):
     def __init__(self, workdir: Path) -> None:
         port = free_port()
         chroma = str(Path(sys.executable).with_name("chroma"))
-        argv = [chroma, "run", "--path", str(workdir / "data"), "--host", "127.0.0.1", "--port", str(port)]
+        argv = [
+            chroma,
+            "run",
+            "--path",
+            str(workdir / "data"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
         super().__init__("chroma", argv, port, workdir / "chroma.log")
 
     def ready(self) -> bool:

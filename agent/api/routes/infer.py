@@ -8,7 +8,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, HTTPException, Request
 
 from agent.api.deps import ServiceDep, SettingsDep, V1Guard
-from agent.api.schemas import ErrorBody, InferRequest, InferResponse
+from agent.api.schemas import ErrorBody, InferRequest, InferResponse, SourceOut, ToolCallOut
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"], dependencies=V1Guard)
 
@@ -39,8 +39,8 @@ async def infer(
     result = await service.infer(body.query, body.session_id, body.top_k)
     return InferResponse(
         answer=result.answer,
-        sources=[asdict(s) for s in result.sources],  # type: ignore[misc]
-        tool_calls=result.tool_calls,  # type: ignore[arg-type]
+        sources=[SourceOut(**asdict(s)) for s in result.sources],
+        tool_calls=[ToolCallOut(**call) for call in result.tool_calls],
         provider=result.provider,
         model=result.model,
         cached=result.cached,

@@ -38,9 +38,7 @@ async def ingest(body: IngestRequest, c: ComponentsDep) -> IngestResponse:
     ]
     ids = [d.document_id for d in documents]
     if len(set(ids)) != len(ids):
-        raise HTTPException(
-            422, detail="the same document id appears twice"
-        )
+        raise HTTPException(422, detail="the same document id appears twice")
     written = await c.service.ingest(documents)
     return IngestResponse(
         documents=[IngestedDocument(**w) for w in written],

@@ -8,8 +8,12 @@ from tests.conftest import running_app
 
 
 def api_settings(path, **overrides) -> Settings:
-    values = {"chroma_path": path, "log_level": "warning", "llm_provider": "offline",
-              "rate_limit_per_minute": 100_000}
+    values = {
+        "chroma_path": path,
+        "log_level": "warning",
+        "llm_provider": "offline",
+        "rate_limit_per_minute": 100_000,
+    }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 

@@ -14,7 +14,9 @@ KEYS = "first-key-abcdef,second-key-123456"
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
-    settings = api_settings(tmp_path_factory.mktemp("chroma"), agent_api_keys=KEYS, seed_on_startup=False)
+    settings = api_settings(
+        tmp_path_factory.mktemp("chroma"), agent_api_keys=KEYS, seed_on_startup=False
+    )
     with running_app(settings) as c:
         yield c
 
@@ -29,22 +31,37 @@ def test_v1_needs_a_bearer_key(secured, path) -> None:
 
 @pytest.mark.parametrize(
     "header",
-    ["Bearer wrong", "Bearer first-key-abcde", "Bearer first-key-abcdeff", "Basic Zmlyc3Q=", "first-key-abcdef",
-     "Bearer ", "Bearer first-key-abcdef,second-key-123456"],
+    [
+        "Bearer wrong",
+        "Bearer first-key-abcde",
+        "Bearer first-key-abcdeff",
+        "Basic Zmlyc3Q=",
+        "first-key-abcdef",
+        "Bearer ",
+        "Bearer first-key-abcdef,second-key-123456",
+    ],
 )
 def test_wrong_credentials_are_401(secured, header) -> None:
-    response = secured.post("/v1/agent/infer", json={"query": "q"}, headers={"Authorization": header})
+    response = secured.post(
+        "/v1/agent/infer", json={"query": "q"}, headers={"Authorization": header}
+    )
     assert response.status_code == 401
 
 
 @pytest.mark.parametrize("key", KEYS.split(","))
 def test_every_configured_key_works(secured, key) -> None:
-    response = secured.post("/v1/agent/infer", json={"query": "q"}, headers={"Authorization": f"Bearer {key}"})
+    response = secured.post(
+        "/v1/agent/infer", json={"query": "q"}, headers={"Authorization": f"Bearer {key}"}
+    )
     assert response.status_code == 200
 
 
 def test_scheme_is_case_insensitive(secured) -> None:
-    response = secured.post("/v1/agent/infer", json={"query": "q"}, headers={"Authorization": "bearer second-key-123456"})
+    response = secured.post(
+        "/v1/agent/infer",
+        json={"query": "q"},
+        headers={"Authorization": "bearer second-key-123456"},
+    )
     assert response.status_code == 200
 
 
@@ -59,15 +76,21 @@ def test_auth_off_means_open(client) -> None:
 
 def test_keys_never_reach_the_logs(secured, caplog) -> None:
     caplog.set_level(logging.DEBUG)
-    secured.post("/v1/agent/infer", json={"query": "q"}, headers={"Authorization": "Bearer first-key-abcdef"})
-    secured.post("/v1/agent/infer", json={"query": "q"}, headers={"Authorization": "Bearer not-a-key-999"})
+    secured.post(
+        "/v1/agent/infer", json={"query": "q"}, headers={"Authorization": "Bearer first-key-abcdef"}
+    )
+    secured.post(
+        "/v1/agent/infer", json={"query": "q"}, headers={"Authorization": "Bearer not-a-key-999"}
+    )
     logged = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
     assert "first-key-abcdef" not in logged and "not-a-key-999" not in logged
     assert "request" in logged  # the access log did run
 
 
 def test_rate_limit_is_per_key(tmp_path) -> None:
-    settings = api_settings(tmp_path, agent_api_keys=KEYS, rate_limit_per_minute=1, seed_on_startup=False)
+    settings = api_settings(
+        tmp_path, agent_api_keys=KEYS, rate_limit_per_minute=1, seed_on_startup=False
+    )
     with running_app(settings) as c:
         first = {"Authorization": "Bearer first-key-abcdef"}
         second = {"Authorization": "Bearer second-key-123456"}

@@ -49,18 +49,36 @@ def test_redis_killed_mid_test_answers_keep_coming_uncached(redis_server, tmp_pa
 
 def test_chroma_stopped_answers_say_they_have_no_sources(chroma_server, tmp_path) -> None:
     settings = api_settings(
-        tmp_path, chroma_host="127.0.0.1", chroma_port=chroma_server.port, chroma_timeout_seconds=2,
+        tmp_path,
+        chroma_host="127.0.0.1",
+        chroma_port=chroma_server.port,
+        chroma_timeout_seconds=2,
         chroma_collection_prefix=f"t{uuid.uuid4().hex[:10]}",
     )
     with running_app(settings) as c:
         healthy = c.post("/v1/agent/infer", json=ROLLBACK).json()
         assert healthy["sources"] and healthy["degraded"] == []
-        assert c.post("/v1/knowledge/documents", json={"documents": [
-            {"id": "pager", "title": "Pager", "text": "The pager rotation changes every Monday at 10:00 UTC."}]}).status_code == 200
+        assert (
+            c.post(
+                "/v1/knowledge/documents",
+                json={
+                    "documents": [
+                        {
+                            "id": "pager",
+                            "title": "Pager",
+                            "text": "The pager rotation changes every Monday at 10:00 UTC.",
+                        }
+                    ]
+                },
+            ).status_code
+            == 200
+        )
 
         chroma_server.stop()
         try:
-            response = c.post("/v1/agent/infer", json={"query": "When does the pager rotation change?"})
+            response = c.post(
+                "/v1/agent/infer", json={"query": "When does the pager rotation change?"}
+            )
             assert response.status_code == 200
             body = response.json()
             assert body["degraded"] == ["retrieval_unavailable"]
@@ -69,22 +87,31 @@ def test_chroma_stopped_answers_say_they_have_no_sources(chroma_server, tmp_path
             ready = c.get("/ready")
             assert ready.status_code == 200 and ready.json()["down"] == ["chromadb"]
             assert metric(c, 'vaia_degraded_answers_total{reason="retrieval_unavailable"}') == 1
-            ingest = c.post("/v1/knowledge/documents", json={"documents": [{"id": "new", "title": "t", "text": "x y z"}]})
+            ingest = c.post(
+                "/v1/knowledge/documents",
+                json={"documents": [{"id": "new", "title": "t", "text": "x y z"}]},
+            )
             assert ingest.status_code == 503 and ingest.json()["error"] == "store_unavailable"
             # A degraded answer is never cached.
-            again = c.post("/v1/agent/infer", json={"query": "When does the pager rotation change?"}).json()
+            again = c.post(
+                "/v1/agent/infer", json={"query": "When does the pager rotation change?"}
+            ).json()
             assert again["cached"] is False
         finally:
             chroma_server.start(timeout=60)
 
-        recovered = c.post("/v1/agent/infer", json={"query": "When does the pager rotation change?"}).json()
+        recovered = c.post(
+            "/v1/agent/infer", json={"query": "When does the pager rotation change?"}
+        ).json()
         assert recovered["degraded"] == []
         assert "every Monday at 10:00 UTC" in recovered["answer"]  # the volume kept the document
         assert c.get("/ready").json()["status"] == "ready"
 
 
 def test_agent_starts_and_serves_while_chroma_is_down(tmp_path) -> None:
-    settings = api_settings(tmp_path, chroma_host="127.0.0.1", chroma_port=9, chroma_timeout_seconds=1)
+    settings = api_settings(
+        tmp_path, chroma_host="127.0.0.1", chroma_port=9, chroma_timeout_seconds=1
+    )
     with running_app(settings, wait_seed=False) as c:
         assert c.get("/health").status_code == 200
         body = c.post("/v1/agent/infer", json=ROLLBACK).json()
@@ -93,9 +120,16 @@ def test_agent_starts_and_serves_while_chroma_is_down(tmp_path) -> None:
 
 
 def gemini_settings(tmp_path, gemini, **overrides):
-    return api_settings(tmp_path, llm_provider="gemini", gemini_api_key=gemini.api_key,
-                        google_gemini_base_url=gemini.url, llm_max_attempts=2,
-                        llm_retry_initial_seconds=0.01, llm_retry_max_seconds=0.02, **overrides)
+    return api_settings(
+        tmp_path,
+        llm_provider="gemini",
+        gemini_api_key=gemini.api_key,
+        google_gemini_base_url=gemini.url,
+        llm_max_attempts=2,
+        llm_retry_initial_seconds=0.01,
+        llm_retry_max_seconds=0.02,
+        **overrides,
+    )
 
 
 def test_gemini_end_to_end_with_gemini_embeddings(gemini, tmp_path) -> None:
@@ -104,7 +138,10 @@ def test_gemini_end_to_end_with_gemini_embeddings(gemini, tmp_path) -> None:
         assert body["provider"] == "gemini" and body["model"] == "gemini-3.5-flash"
         assert body["answer"].startswith("Per the runbook:") and body["answer"].endswith("[1]")
         assert body["sources"][0]["cited"] is True
-        assert c.get("/ready").json()["checks"]["chromadb"]["collection"] == "vaia_kb__gemini-embedding-001-768"
+        assert (
+            c.get("/ready").json()["checks"]["chromadb"]["collection"]
+            == "vaia_kb__gemini-embedding-001-768"
+        )
         assert gemini.calls("batchEmbedContents")  # the corpus and the query were embedded remotely
 
 
@@ -120,12 +157,21 @@ def test_gemini_unavailable_falls_back_to_an_extractive_answer(gemini, tmp_path)
 
 @pytest.mark.parametrize(
     ("status", "times", "expected", "error"),
-    [(503, 2, 503, "llm_unavailable"), (429, 2, 503, "llm_rate_limited"), (504, 2, 504, "llm_timeout"),
-     (403, 1, 502, "llm_auth"), (400, 1, 502, "llm_bad_response")],
+    [
+        (503, 2, 503, "llm_unavailable"),
+        (429, 2, 503, "llm_rate_limited"),
+        (504, 2, 504, "llm_timeout"),
+        (403, 1, 502, "llm_auth"),
+        (400, 1, 502, "llm_bad_response"),
+    ],
 )
-def test_gemini_errors_map_to_clear_statuses_without_fallback(gemini, tmp_path, status, times, expected, error) -> None:
+def test_gemini_errors_map_to_clear_statuses_without_fallback(
+    gemini, tmp_path, status, times, expected, error
+) -> None:
     with running_app(gemini_settings(tmp_path, gemini, llm_fallback_offline=False)) as c:
-        gemini.fail("generateContent", status, times=times, retry_after="3" if status == 429 else None)
+        gemini.fail(
+            "generateContent", status, times=times, retry_after="3" if status == 429 else None
+        )
         response = c.post("/v1/agent/infer", json=ROLLBACK)
         assert response.status_code == expected
         assert response.json()["error"] == error

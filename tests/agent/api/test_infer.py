@@ -7,8 +7,18 @@ from tests.conftest import running_app
 
 pytestmark = pytest.mark.integration
 
-FIELDS = {"answer", "sources", "tool_calls", "provider", "model", "cached", "latency_ms",
-          "request_id", "session_id", "degraded"}
+FIELDS = {
+    "answer",
+    "sources",
+    "tool_calls",
+    "provider",
+    "model",
+    "cached",
+    "latency_ms",
+    "request_id",
+    "session_id",
+    "degraded",
+}
 
 
 def test_answers_from_the_shipped_runbooks_with_citations(client) -> None:
@@ -35,7 +45,9 @@ def test_top_k_bounds_the_sources(client) -> None:
 def test_second_identical_question_is_cached(client) -> None:
     query = {"query": "What are the SEV1 incident criteria?"}
     first = client.post("/v1/agent/infer", json=query).json()
-    second = client.post("/v1/agent/infer", json={"query": "  what are the SEV1 incident CRITERIA? "}).json()
+    second = client.post(
+        "/v1/agent/infer", json={"query": "  what are the SEV1 incident CRITERIA? "}
+    ).json()
     assert first["cached"] is False and second["cached"] is True
     assert second["answer"] == first["answer"] and second["sources"] == first["sources"]
     assert second["request_id"] != first["request_id"]
@@ -45,8 +57,11 @@ def test_ingesting_invalidates_cached_answers(client) -> None:
     query = {"query": "what is the zorblax failover procedure?"}
     before = client.post("/v1/agent/infer", json=query).json()
     assert client.post("/v1/agent/infer", json=query).json()["cached"] is True
-    doc = {"id": "zorblax", "title": "Zorblax failover",
-           "text": "## Failover\n\nThe zorblax failover procedure is to run `zorblaxctl failover --region b`."}
+    doc = {
+        "id": "zorblax",
+        "title": "Zorblax failover",
+        "text": "## Failover\n\nThe zorblax failover procedure is to run `zorblaxctl failover --region b`.",
+    }
     assert client.post("/v1/knowledge/documents", json={"documents": [doc]}).status_code == 200
     after = client.post("/v1/agent/infer", json=query).json()
     assert after["cached"] is False
@@ -54,10 +69,13 @@ def test_ingesting_invalidates_cached_answers(client) -> None:
 
 
 def test_tools_run_offline(client) -> None:
-    body = client.post("/v1/agent/infer", json={"query": "error budget for 99.9% over 30 days?"}).json()
+    body = client.post(
+        "/v1/agent/infer", json={"query": "error budget for 99.9% over 30 days?"}
+    ).json()
     [call] = body["tool_calls"]
     assert call == {
-        "name": "error_budget", "ok": True,
+        "name": "error_budget",
+        "ok": True,
         "arguments": {"slo_percent": 99.9, "window_days": 30},
         "result": {"slo_percent": 99.9, "window_days": 30, "allowed_downtime_minutes": 43.2},
     }
@@ -71,8 +89,14 @@ def test_sessions_are_remembered_and_unknown_sessions_are_fine(client) -> None:
         assert response.json()["session_id"] == "sess-1"
     state = client.app.state.components.state
     history = client.portal.call(state.history, "sess-1")
-    assert [t.text for t in history if t.role == "user"] == ["how do I roll back?", "and how do I verify it?"]
-    assert client.post("/v1/agent/infer", json={"query": "hi", "session_id": "never-seen"}).status_code == 200
+    assert [t.text for t in history if t.role == "user"] == [
+        "how do I roll back?",
+        "and how do I verify it?",
+    ]
+    assert (
+        client.post("/v1/agent/infer", json={"query": "hi", "session_id": "never-seen"}).status_code
+        == 200
+    )
 
 
 def test_injection_attempt_is_answered_as_data(client) -> None:
@@ -127,8 +151,11 @@ def test_malformed_bodies_are_a_clear_4xx(client, content, headers) -> None:
 
 
 def test_oversized_body_is_413_before_parsing(client) -> None:
-    response = client.post("/v1/agent/infer", content=b'{"query": "' + b"a" * 2_100_000 + b'"}',
-                           headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/agent/infer",
+        content=b'{"query": "' + b"a" * 2_100_000 + b'"}',
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 413
     assert response.json()["error"] == "body_too_large"
 
@@ -140,7 +167,9 @@ def test_chunked_oversized_body_is_413(client) -> None:
             yield b"a" * 10_000
         yield b'"}'
 
-    response = client.post("/v1/agent/infer", content=chunks(), headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/agent/infer", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
 
 

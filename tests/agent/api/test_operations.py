@@ -16,7 +16,9 @@ def test_health_is_ok_with_the_version(client) -> None:
 
 
 def test_health_never_touches_a_dependency(tmp_path) -> None:
-    settings = api_settings(tmp_path, chroma_host="127.0.0.1", chroma_port=9, redis_url="redis://127.0.0.1:9/0")
+    settings = api_settings(
+        tmp_path, chroma_host="127.0.0.1", chroma_port=9, redis_url="redis://127.0.0.1:9/0"
+    )
     with running_app(settings, wait_seed=False) as c:
         components = c.app.state.components
 
@@ -81,12 +83,16 @@ def test_unknown_paths_are_labelled_unmatched(client) -> None:
 
 def test_openapi_documents_every_endpoint(client) -> None:
     spec = client.get("/openapi.json").json()
-    assert {"/health", "/ready", "/metrics", "/v1/agent/infer", "/v1/knowledge/documents"} <= set(spec["paths"])
+    assert {"/health", "/ready", "/metrics", "/v1/agent/infer", "/v1/knowledge/documents"} <= set(
+        spec["paths"]
+    )
     assert client.get("/docs").status_code == 200
 
 
 def test_request_id_is_returned_and_propagated(client) -> None:
-    response = client.post("/v1/agent/infer", json={"query": "rollback"}, headers={"X-Request-ID": "abc-123"})
+    response = client.post(
+        "/v1/agent/infer", json={"query": "rollback"}, headers={"X-Request-ID": "abc-123"}
+    )
     assert response.headers["x-request-id"] == "abc-123"
     assert response.json()["request_id"] == "abc-123"
     made = client.get("/health", headers={"X-Request-ID": "bad id; with spaces"})

@@ -36,8 +36,13 @@ def test_deterministic_across_processes() -> None:
     """crc32, not Python's salted hash(): another process must produce the same vector."""
     code = "from agent.embeddings.hashing import HashingEmbedder as H; print(H(64).embed_one('hpa scale out')[:8])"
     outputs = {
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                       env={"PYTHONHASHSEED": seed}).stdout
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed},
+        ).stdout
         for seed in ("1", "2")
     }
     assert len(outputs) == 1

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 
 from agent.knowledge.chunking import chunk_document, slugify
@@ -52,7 +54,7 @@ def test_long_sections_split_within_size_with_sentence_overlap() -> None:
     chunks = chunk_document("d", "T", "## S\n\n" + " ".join(sentences), size=300, overlap=80)
     assert len(chunks) > 5
     assert all(len(c.text) <= 300 for c in chunks)
-    for previous, current in zip(chunks, chunks[1:], strict=False):
+    for previous, current in itertools.pairwise(chunks):
         first_line = current.text.split("\n")[0]
         assert first_line in previous.text  # the overlap repeats whole sentences
         assert first_line.startswith("Step ")  # never a fragment

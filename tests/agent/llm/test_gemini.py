@@ -11,7 +11,9 @@ from agent.metrics import Metrics
 from agent.prompts import build_prompt
 from agent.tools import ToolContext, default_tools
 
-PASSAGE = Passage("r::0", "rollbacks", "Rollbacks", "src", "", "Run kubectl rollout undo to roll back.", 0.7)
+PASSAGE = Passage(
+    "r::0", "rollbacks", "Rollbacks", "src", "", "Run kubectl rollout undo to roll back.", 0.7
+)
 
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -20,12 +22,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 @pytest.fixture
 async def provider(gemini, make_settings):
     settings = make_settings(
-        llm_provider="gemini", gemini_api_key=gemini.api_key, google_gemini_base_url=gemini.url,
+        llm_provider="gemini",
+        gemini_api_key=gemini.api_key,
+        google_gemini_base_url=gemini.url,
         llm_max_attempts=3,
     )
     metrics = Metrics()
     client = GeminiClient(settings, metrics)
-    yield GeminiProvider(client, settings.gemini_model, metrics), GeminiEmbedder(client, "gemini-embedding-001", 768), metrics
+    yield (
+        GeminiProvider(client, settings.gemini_model, metrics),
+        GeminiEmbedder(client, "gemini-embedding-001", 768),
+        metrics,
+    )
     await client.aclose()
 
 
@@ -49,7 +57,9 @@ async def test_generate_sends_system_instruction_tools_and_fenced_query(provider
     assert call.headers["x-goog-api-key"] == gemini.api_key
     body = call.body
     assert "You are VAIA" in body["systemInstruction"]["parts"][0]["text"]
-    assert "<user_query>\nhow to roll back?\n</user_query>" in body["contents"][0]["parts"][0]["text"]
+    assert (
+        "<user_query>\nhow to roll back?\n</user_query>" in body["contents"][0]["parts"][0]["text"]
+    )
     names = [d["name"] for d in body["tools"][0]["functionDeclarations"]]
     assert names == ["search_knowledge", "error_budget"]
 
@@ -90,7 +100,9 @@ async def test_client_errors_are_not_retried(provider, gemini) -> None:
 
 
 async def test_wrong_key_is_an_auth_error(gemini, make_settings) -> None:
-    settings = make_settings(llm_provider="gemini", gemini_api_key="wrong", google_gemini_base_url=gemini.url)
+    settings = make_settings(
+        llm_provider="gemini", gemini_api_key="wrong", google_gemini_base_url=gemini.url
+    )
     client = GeminiClient(settings, Metrics())
     try:
         with pytest.raises(LLMAuthError, match="GEMINI_API_KEY"):
@@ -100,7 +112,12 @@ async def test_wrong_key_is_an_auth_error(gemini, make_settings) -> None:
 
 
 async def test_unreachable_server_is_unavailable(make_settings) -> None:
-    settings = make_settings(llm_provider="gemini", gemini_api_key="k", google_gemini_base_url="http://127.0.0.1:9", llm_max_attempts=2)
+    settings = make_settings(
+        llm_provider="gemini",
+        gemini_api_key="k",
+        google_gemini_base_url="http://127.0.0.1:9",
+        llm_max_attempts=2,
+    )
     client = GeminiClient(settings, Metrics())
     try:
         with pytest.raises(LLMUnavailableError, match="cannot reach Gemini"):
@@ -131,7 +148,9 @@ async def test_bad_tool_arguments_go_back_as_an_error_result(provider, gemini) -
     completion, _ = await complete(llm)
     assert completion.tool_calls[0].ok is False
     last = gemini.calls("generateContent")[-1].body["contents"]
-    [response] = [p["functionResponse"] for c in last for p in c["parts"] if "functionResponse" in p]
+    [response] = [
+        p["functionResponse"] for c in last for p in c["parts"] if "functionResponse" in p
+    ]
     assert response["response"]["error"] == "invalid arguments"
 
 
@@ -158,7 +177,9 @@ async def test_embeddings_batch_and_task_types(provider, gemini) -> None:
     assert len(first.body["requests"]) == 100 and len(second.body["requests"]) == 50
     assert first.body["requests"][0]["taskType"] == "RETRIEVAL_DOCUMENT"
     await embedder.embed(["q"], "query")
-    assert gemini.calls("batchEmbedContents")[-1].body["requests"][0]["taskType"] == "RETRIEVAL_QUERY"
+    assert (
+        gemini.calls("batchEmbedContents")[-1].body["requests"][0]["taskType"] == "RETRIEVAL_QUERY"
+    )
 
 
 async def test_embedding_failure_is_an_embedding_error(provider, gemini) -> None:

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.unit
 
 
 def _api_error(code: int, message: str = "boom", details: object = None) -> genai_errors.APIError:
-    return genai_errors.APIError(code, {"error": {"code": code, "message": message, "status": "X", "details": details}})
+    return genai_errors.APIError(
+        code, {"error": {"code": code, "message": message, "status": "X", "details": details}}
+    )
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,21 @@ from agent.tools import ToolContext, default_tools
 pytestmark = [pytest.mark.unit, pytest.mark.anyio]
 
 ROLLBACK = Passage(
-    "r::0", "rollbacks", "Rollbacks", "src", "",
+    "r::0",
+    "rollbacks",
+    "Rollbacks",
+    "src",
+    "",
     "## Undo\nTo roll back a Deployment, run `kubectl rollout undo deployment/app`. "
     "Rollbacks are fast because the old ReplicaSet is kept.\n- Check the rollout history first.",
     0.6,
 )
 HPA = Passage(
-    "a::0", "autoscaling", "Autoscaling", "src", "",
+    "a::0",
+    "autoscaling",
+    "Autoscaling",
+    "src",
+    "",
     "The HPA needs CPU requests on every container. Without requests the target shows unknown.",
     0.3,
 )
@@ -26,7 +34,9 @@ async def _nothing(query: str, top_k: int) -> list[Passage]:
 
 async def answer(query: str, passages: list[Passage]):
     prompt = build_prompt(query, passages, [])
-    return await OfflineProvider().complete(prompt, default_tools(), ToolContext(_nothing, list(passages)))
+    return await OfflineProvider().complete(
+        prompt, default_tools(), ToolContext(_nothing, list(passages))
+    )
 
 
 async def test_answers_with_the_matching_sentences_and_cites_them() -> None:
