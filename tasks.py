@@ -72,29 +72,31 @@ def lint(c: Context) -> None:
 def doctor(c: Context, strict: bool = False) -> None:
     """List every tool the project can use: version, found or missing, and how to install it."""
     table = Table(title="external tools", title_justify="left")
-    for column in ("tool", "status", "version", "used for", "install"):
+    for column in ("tool", "status", "version", "used for"):
         table.add_column(column)
-    missing = 0
+    problems = []
     for name in TOOLS:
         status = inspect(name)
         if status.ok:
-            table.add_row(name, "[green]found[/]", status.version or "", status.tool.purpose, "")
+            table.add_row(name, "[green]found[/]", status.version or "", status.tool.purpose)
         else:
-            missing += 1
+            problems.append(status)
             state = "[yellow]too old[/]" if status.path else "[red]missing[/]"
-            table.add_row(
-                name, state, status.version or "", status.tool.purpose, status.tool.install
-            )
+            table.add_row(name, state, status.version or "", status.tool.purpose)
     console.print(table)
+    if problems:
+        console.print("[bold]to install:[/]")
+        for status in problems:
+            console.print(f"  {status.tool.name}: {status.tool.install}", soft_wrap=True)
     packages = Table(title="python packages", title_justify="left")
     packages.add_column("package")
     packages.add_column("version")
     for name, version in python_packages():
         packages.add_row(name, version or "[dim]not installed[/]")
     console.print(packages)
-    console.print(f"{len(TOOLS) - missing} of {len(TOOLS)} tools found.")
-    if strict and missing:
-        raise Exit(f"{missing} tool(s) missing", code=1)
+    console.print(f"{len(TOOLS) - len(problems)} of {len(TOOLS)} tools found.")
+    if strict and problems:
+        raise Exit(f"{len(problems)} tool(s) missing or too old", code=1)
 
 
 @task(

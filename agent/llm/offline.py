@@ -22,10 +22,29 @@ _PERCENT = re.compile(r"(\d{1,2}(?:\.\d+)?)\s*%")
 _DAYS = re.compile(r"(\d{1,3})\s*(?:-\s*)?(?:days?|d)\b")
 _BUDGET_WORDS = ("error budget", "downtime", "allowed outage", "budget")
 
+_HOW = re.compile(r"^\s*(how|what command|which command|steps?)\b", re.IGNORECASE)
 MAX_SENTENCES = 3
+# A "how do I" question wants the step to take: sentences with a command rank higher.
+ACTIONABLE_BOOST = 1.5
 MIN_SENTENCE_CHARS = 20
 
 NO_SOURCES_ANSWER = "I found nothing in the knowledge base that answers this question."
+
+
+_SUFFIXES = ("ments", "ment", "ings", "ing", "ers", "er", "ed", "es", "s")
+
+
+def stem(word: str) -> str:
+    """A tiny suffix stripper, so that "deploy", "deploys" and "deployment" match."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 4 else word
+
+
+def _terms(text: str) -> set[str]:
+    return {stem(word) for word in tokenize(text)}
 
 
 def _sentences(text: str) -> list[str]:
@@ -60,11 +79,12 @@ class OfflineProvider:
         return None
 
     def _rank(self, prompt: Prompt) -> list[tuple[int, str]]:
-        terms = set(tokenize(prompt.query))
+        terms = _terms(prompt.query)
         if not terms or not prompt.passages:
             return []
+        wants_steps = bool(_HOW.match(prompt.query))
         candidates = [
-            (n, position, sentence, set(tokenize(sentence)))
+            (n, position, sentence, _terms(sentence))
             for n, passage in enumerate(prompt.passages, start=1)
             for position, sentence in enumerate(_sentences(passage.text))
         ]
@@ -79,6 +99,8 @@ class OfflineProvider:
             score = sum(idf[t] for t in matched) * prompt.passages[n - 1].score
             # Prefer short, dense sentences over long ones that match by accident.
             score /= math.log(len(words) + 2)
+            if wants_steps and "`" in sentence:
+                score *= ACTIONABLE_BOOST
             scored.append((score, n, position, sentence))
         scored.sort(key=lambda item: (-item[0], item[1], item[2]))
         best, seen = [], set()

@@ -1,0 +1,62 @@
+import os
+import stat
+
+import pytest
+
+from devstack.tools import TOOLS, MissingToolError, inspect, parse_version, python_packages, require
+
+pytestmark = pytest.mark.unit
+
+
+def fake_tool(directory, name: str, output: str, code: int = 0) -> None:
+    path = directory / name
+    path.write_text(f"#!/bin/sh\necho '{output}'\nexit {code}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [
+        ("kind v0.27.0 go1.23.4 linux/amd64", (0, 27, 0)),
+        ("Redis server v=7.0.15 sha=0", (7, 0, 15)),
+        ("Client Version: v1.32.4", (1, 32, 4)),
+        ("Version: 0.76.1", (0, 76, 1)),
+        ("no digits", None),
+    ],
+)
+def test_parse_version(text, version) -> None:
+    assert parse_version(text) == version
+
+
+def test_missing_tool_message_says_what_to_install(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(
+        MissingToolError, match=r"^tilt not found: see https://docs.tilt.dev/install.html$"
+    ):
+        require("tilt")
+
+
+def test_found_tool_reports_path_and_version(monkeypatch, tmp_path) -> None:
+    fake_tool(tmp_path, "kind", "kind v0.27.0 go1.23 linux/amd64")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    status = inspect("kind")
+    assert status.ok and status.version == "0.27.0"
+    assert require("kind") == str(tmp_path / "kind")
+
+
+def test_too_old_tool_is_refused(monkeypatch, tmp_path) -> None:
+    fake_tool(tmp_path, "kind", "kind v0.11.1 go1.16")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(MissingToolError, match=r"kind 0\.11\.1 is older than 0\.20"):
+        require("kind")
+
+
+def test_every_tool_has_an_install_hint_and_purpose() -> None:
+    for tool in TOOLS.values():
+        assert tool.install and tool.purpose and tool.version_args
+
+
+def test_python_packages_reports_versions() -> None:
+    found = dict(python_packages())
+    assert found["fastapi"] and found["invoke"]
+    assert os.environ.get("PATH") is not None

@@ -1,0 +1,82 @@
+"""Static checks: lint, format, types, and that the docs and the code agree."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from agent.config import Settings
+
+pytestmark = pytest.mark.static
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_ruff_lint_is_clean() -> None:
+    result = run("ruff", "check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_is_clean() -> None:
+    result = run("ruff", "format", "--check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_on_agent_is_clean() -> None:
+    result = run("mypy")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readme_documents_every_setting_with_its_default() -> None:
+    readme = (ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", readme, re.M))
+    fields = {name.upper(): field for name, field in Settings.model_fields.items()}
+    assert set(fields) <= set(rows), f"undocumented: {sorted(set(fields) - set(rows))}"
+    defaults = Settings(_env_file=None)
+    for name in fields:
+        value = getattr(defaults, name.lower())
+        shown = rows[name].strip().strip("`")
+        if value is None or value == []:
+            assert shown == "unset", name
+        elif isinstance(value, bool):
+            assert shown == str(value).lower(), name
+        elif isinstance(value, float) and value.is_integer():
+            assert shown == str(int(value)), name
+        else:
+            assert shown == str(value), name
+
+
+def test_env_example_names_only_real_settings() -> None:
+    names = re.findall(r"^#?\s*([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M)
+    assert names and set(names) <= {n.upper() for n in Settings.model_fields}
+
+
+def test_chroma_extras_are_mutually_exclusive_and_pinned_alike() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert not any(dep.startswith("chromadb") for dep in project["dependencies"])
+    assert extras["client"] == ["chromadb-client==" + extras["embedded"][0].split("==")[1]]
+    assert "vaia-agent[embedded]" in extras["dev"]
+    assert not any("chromadb-client" in dep for dep in extras["dev"])
+
+
+def test_the_installed_chromadb_is_the_full_package() -> None:
+    import chromadb
+
+    assert chromadb.is_client is False, "chromadb-client is installed next to chromadb; see README"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    script = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert 'pip install -e ".[dev]" && invoke test' in readme
+    assert script.strip().endswith("invoke test")
+    assert 'pip install -q -e ".[dev]"' in script

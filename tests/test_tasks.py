@@ -1,0 +1,170 @@
+"""tasks.py: commands recorded with invoke's MockContext, and `invoke dev` run for real."""
+
+import inspect
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from invoke import Exit, MockContext, Result
+
+import tasks
+from devstack import tools as devtools
+from tests.support.processes import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def recorded(c: MockContext) -> list[tuple[str, dict]]:
+    return [(call.args[0], call.kwargs) for call in c.run.call_args_list]
+
+
+@pytest.fixture
+def c() -> MockContext:
+    return MockContext(run=Result(), repeat=True)
+
+
+@pytest.mark.unit
+def test_dev_runs_the_service_with_reload_on_loopback(c) -> None:
+    tasks.dev(c)
+    [(command, kwargs)] = recorded(c)
+    assert command.endswith("-m agent serve --reload")
+    assert kwargs["env"] == {"HOST": "127.0.0.1", "PORT": "8080"}
+
+
+@pytest.mark.unit
+def test_dev_flags(c) -> None:
+    tasks.dev(c, host="0.0.0.0", port=9000, reload=False)
+    [(command, kwargs)] = recorded(c)
+    assert command.endswith("-m agent serve")
+    assert kwargs["env"] == {"HOST": "0.0.0.0", "PORT": "9000"}
+
+
+@pytest.mark.unit
+def test_test_passes_markers_and_the_remainder_to_pytest(c) -> None:
+    c.remainder = "-x -q tests/agent"
+    tasks.test(c, marker="unit and not slow", keyword="prompt")
+    [(command, _)] = recorded(c)
+    assert command.endswith("-m pytest -m 'unit and not slow' -k prompt -x -q tests/agent")
+
+
+@pytest.mark.unit
+def test_lint_runs_ruff_and_mypy(c) -> None:
+    tasks.lint(c)
+    commands = [command for command, _ in recorded(c)]
+    assert [cmd.split(" -m ", 1)[1] for cmd in commands] == [
+        "ruff check .",
+        "ruff format --check .",
+        "mypy",
+    ]
+
+
+@pytest.mark.unit
+def test_seed_without_url_writes_to_the_configured_store(c) -> None:
+    tasks.seed(c)
+    [(command, _)] = recorded(c)
+    assert command.endswith("-m agent seed")
+
+
+@pytest.mark.unit
+def test_doctor_lists_every_tool_and_strict_fails_on_missing(c, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(Exit) as info:
+        tasks.doctor(c, strict=True)
+    assert info.value.code == 1
+    out = capsys.readouterr().out
+    for name in devtools.TOOLS:
+        assert name in out
+    assert "apt-get install -y redis-server" in out
+    assert "0 of" in out
+
+
+@pytest.mark.unit
+def test_preflight_exit_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(Exit) as info:
+        tasks.preflight("kind")
+    assert info.value.code == 127
+    assert "kind not found: go install sigs.k8s.io/kind@latest" in str(info.value.message)
+
+
+@pytest.mark.unit
+def test_every_task_documents_its_flags() -> None:
+    for name, task in tasks.ns.tasks.items():
+        assert task.__doc__, name
+        flags = [p for p in inspect.signature(task.body).parameters if p != "c"]
+        for flag in flags:
+            assert flag in task.help, f"invoke {name}: --{flag} has no help"
+
+
+@pytest.mark.integration
+def test_invoke_dev_serves_seeds_and_reloads_on_code_changes(tmp_path) -> None:
+    """The README's `invoke dev`, for real, in a copy of the project so that it can be edited."""
+    project = tmp_path / "project"
+    for item in ("agent", "devstack", "tasks.py"):
+        source = ROOT / item
+        if source.is_dir():
+            shutil.copytree(source, project / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            project.mkdir(exist_ok=True)
+            shutil.copy(source, project / item)
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("GEMINI_API_KEY", "REDIS_URL", "CHROMA_HOST")
+    }
+    env["PYTHONPATH"] = str(project)
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "dev", "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(base + "/ready").json()["checks"]["knowledge_seed"] == "done",
+            60,
+            "invoke dev",
+        )
+        ready_after = time.monotonic() - started
+        answer = httpx.post(
+            base + "/v1/agent/infer", json={"query": "How do I roll back a Deployment?"}
+        ).json()
+        assert "kubectl rollout undo" in answer["answer"]
+        assert (project / ".vaia" / "chroma").is_dir()  # the embedded store lives in the project
+
+        seeded = subprocess.run(
+            [sys.executable, "-m", "invoke", "seed", "--url", base],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert seeded.returncode == 0, seeded.stderr
+        assert "seeded 6 documents" in seeded.stdout
+
+        init = project / "agent" / "__init__.py"
+        init.write_text(
+            init.read_text().replace('__version__ = "0.1.0"', '__version__ = "9.9.9-reloaded"')
+        )
+        wait_until(
+            lambda: httpx.get(base + "/health").json()["version"] == "9.9.9-reloaded", 30, "reload"
+        )
+        print(f"invoke dev: ready with the knowledge base seeded after {ready_after:.2f}s")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
