@@ -135,8 +135,14 @@ def ensure_base_images(docker: Docker, log: Callable[[str], None] = print) -> St
 
 def _remove_stale(docker: Docker, current: StandIns, log: Callable[[str], None]) -> None:
     """Stand-ins of older recipes only take disk space."""
-    listed = docker.run(["images", "--format", "{{.Repository}}:{{.Tag}}", "vaia-standin/*"]).stdout.split()
-    stale = [tag for tag in listed if not tag.endswith(recipe_hash()) and tag not in (current.builder, current.runtime)]
+    listed = docker.run(
+        ["images", "--format", "{{.Repository}}:{{.Tag}}", "vaia-standin/*"]
+    ).stdout.split()
+    stale = [
+        tag
+        for tag in listed
+        if not tag.endswith(recipe_hash()) and tag not in (current.builder, current.runtime)
+    ]
     if stale:
         log(f"removing stale stand-ins: {', '.join(stale)}")
         docker.run(["rmi", *stale], check=False)
