@@ -5,18 +5,32 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from invoke import Collection, Context, Exit, task
 from rich.table import Table
 
-from devstack.bench import image_bench
+from devstack.bench import LiveUpdateEmulator, image_bench
+from devstack.cluster import (
+    CONTEXT,
+    REGISTRY_HOST_PORT,
+    CommandError,
+    Shell,
+    Tools,
+    tilt_down,
+    tilt_up,
+)
+from devstack.cluster import cluster_down as cluster_down_steps
+from devstack.cluster import cluster_up as cluster_up_steps
 from devstack.compose import Stack, prepare_images
 from devstack.console import console
 from devstack.docker import Docker, DockerError
 from devstack.images import SIZE_BUDGET_BYTES, build_image
+from devstack.net import free_port
 from devstack.tools import TOOLS, MissingToolError, inspect, python_packages, require
+from devstack.tools import inspect as inspect_tool
 
 ROOT = Path(__file__).resolve().parent
 PY = shlex.quote(sys.executable)
@@ -227,19 +241,28 @@ def compose_down(c: Context, volumes: bool = False, project: str = "vaia") -> No
 
 @task(
     help={
-        "image": "benchmark the image: size, layers, cold build, rebuild after a code change",
+        "image": "the image: size, layers, cold build, rebuild after a code-only change",
+        "live_update": "Tilt's live update, emulated: edit-to-serve time of the dev image",
         "offline": "build on the stand-in bases (no registry needed)",
     }
 )
-def bench(c: Context, image: bool = True, offline: bool = False) -> None:
-    """Run the benchmarks and print their tables."""
-    if not image:
-        raise Exit("nothing to benchmark: pass --image", code=2)
+def bench(
+    c: Context, image: bool = False, live_update: bool = False, offline: bool = False
+) -> None:
+    """Run benchmarks (all sections when none is named) and print their tables."""
+    run_all = not (image or live_update)
     docker = _docker()
     try:
-        result = image_bench(docker, ROOT, offline=offline, log=console.print)
+        if image or run_all:
+            _bench_image(docker, offline)
+        if live_update or run_all:
+            _bench_live_update(docker, offline)
     except (DockerError, MissingToolError) as exc:
         raise Exit(str(exc), code=1) from exc
+
+
+def _bench_image(docker: Docker, offline: bool) -> None:
+    result = image_bench(docker, ROOT, offline=offline, log=console.print)
     table = Table(title=f"image benchmark: {result.tag}", title_justify="left")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -256,6 +279,63 @@ def bench(c: Context, image: bool = True, offline: bool = False) -> None:
     console.print(layers)
 
 
+def _bench_live_update(docker: Docker, offline: bool, edits: int = 5) -> None:
+    image = build_image(docker, ROOT, offline=offline, target="dev", log=console.print).tags[0]
+    with LiveUpdateEmulator(docker, image, free_port()) as pod:
+        times = sorted(pod.edit_and_wait(ROOT).edit_to_serve_seconds for _ in range(edits))
+    table = Table(title="live update (emulated Tilt sync into the dev image)", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("edits", str(edits))
+    table.add_row("edit-to-serve, median", f"{times[len(times) // 2]:.2f} s")
+    table.add_row("edit-to-serve, worst", f"{times[-1]:.2f} s")
+    console.print(table)
+
+
+def _tools() -> Tools:
+    return Tools(Shell(echo=lambda line: console.print(f"[dim]{line}[/]", soft_wrap=True)))
+
+
+def _cluster_step(step: Callable[[], None]) -> None:
+    try:
+        step()
+    except (MissingToolError, CommandError) as exc:
+        raise Exit(str(exc), code=127 if isinstance(exc, MissingToolError) else 1) from exc
+
+
+@task
+def cluster_up(c: Context) -> None:
+    """Create (or complete) the kind cluster `vaia` with the local registry and metrics-server."""
+    _cluster_step(lambda: cluster_up_steps(_tools(), ROOT, console.print))
+    console.print(
+        f"[green]cluster ready[/]: context {CONTEXT}, registry localhost:{REGISTRY_HOST_PORT}"
+    )
+
+
+@task
+def cluster_down(c: Context) -> None:
+    """Delete the kind cluster and the registry container."""
+    _cluster_step(lambda: cluster_down_steps(_tools(), console.print))
+
+
+@task
+def up(c: Context) -> None:
+    """cluster.up, then `tilt up` (the Tilt UI on http://localhost:10350)."""
+    tools = _tools()
+    _cluster_step(lambda: tools.preflight("docker", "kind", "kubectl", "tilt"))
+    _cluster_step(lambda: cluster_up_steps(tools, ROOT, console.print))
+    _cluster_step(lambda: tilt_up(tools, ROOT))
+
+
+@task
+def down(c: Context) -> None:
+    """`tilt down` (if Tilt is installed), then cluster.down."""
+    tools = _tools()
+    if inspect_tool("tilt").ok:
+        tilt_down(tools, ROOT)
+    _cluster_step(lambda: cluster_down_steps(tools, console.print))
+
+
 def preflight(name: str) -> str:
     """Path of a tool, or a clean exit with the line that says how to install it."""
     try:
@@ -264,7 +344,10 @@ def preflight(name: str) -> str:
         raise Exit(str(exc), code=127) from exc
 
 
+cluster = Collection("cluster")
+cluster.add_task(cluster_up, "up")
+cluster.add_task(cluster_down, "down")
 compose = Collection("compose")
 compose.add_task(compose_up, "up")
 compose.add_task(compose_down, "down")
-ns = Collection(dev, test, lint, doctor, seed, lock, build, bench, compose)
+ns = Collection(dev, test, lint, doctor, seed, lock, build, bench, up, down, cluster, compose)

@@ -13,13 +13,10 @@ from pathlib import Path
 
 import httpx
 
+from devstack.net import free_port
 from devstack.tools import require
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["ChromaProcess", "RedisProcess", "free_port", "wait_until"]
 
 
 def wait_until(check: object, timeout: float, what: str) -> None:

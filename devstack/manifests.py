@@ -1,0 +1,322 @@
+"""Rendering the kustomize overlays and checking them without a cluster.
+
+Each check returns a list of problems (empty when fine), so a test can both assert a clean
+result and prove, on a broken copy, that the check would catch the mistake.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devstack.secrets import write_secrets_env
+from devstack.tools import require
+
+Obj = dict[str, Any]
+OVERLAYS = ("dev", "ci", "prod")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+# Pod Security Standards, restricted profile: the volume types it allows.
+RESTRICTED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+    "projected", "secret",
+}  # fmt: skip
+EXTERNAL = "(outside the namespace)"
+
+
+def render(root: Path, overlay: str) -> list[Obj]:
+    """`kubectl kustomize k8s/overlays/<overlay>`; creates the git-ignored secrets.env if absent."""
+    secrets = root / "k8s" / "base" / "secrets.env"
+    if not secrets.exists():
+        write_secrets_env(secrets)
+    out = subprocess.run(
+        [require("kubectl"), "kustomize", str(root / "k8s" / "overlays" / overlay)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+def by_kind(objs: Iterable[Obj], kind: str) -> list[Obj]:
+    return [o for o in objs if o.get("kind") == kind]
+
+
+def find(objs: Iterable[Obj], kind: str, name: str) -> Obj | None:
+    return next((o for o in objs if o.get("kind") == kind and o["metadata"]["name"] == name), None)
+
+
+def workloads(objs: Iterable[Obj]) -> Iterator[Obj]:
+    return (o for o in objs if o.get("kind") in WORKLOAD_KINDS)
+
+
+def pod_spec(workload: Obj) -> Obj:
+    spec: Obj = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def pod_labels(workload: Obj) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"].get("labels", {})
+    return labels
+
+
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def _label_selector_matches(selector: Obj, labels: dict[str, str]) -> bool:
+    if selector.get("matchExpressions"):
+        raise NotImplementedError("matchExpressions are not used in these manifests")
+    return _matches(selector.get("matchLabels", {}), labels)
+
+
+# --- wiring -----------------------------------------------------------------------------------
+
+
+def check_service_selectors(objs: list[Obj]) -> list[str]:
+    problems = []
+    for service in by_kind(objs, "Service"):
+        selector = service["spec"].get("selector", {})
+        if not any(_matches(selector, pod_labels(w)) for w in workloads(objs)):
+            problems.append(
+                f"Service {service['metadata']['name']}: selector {selector} matches no pod"
+            )
+    return problems
+
+
+def _container_ports(workload: Obj) -> dict[str | int, int]:
+    ports: dict[str | int, int] = {}
+    for container in pod_spec(workload)["containers"]:
+        for port in container.get("ports", []):
+            ports[port["containerPort"]] = port["containerPort"]
+            if "name" in port:
+                ports[port["name"]] = port["containerPort"]
+    return ports
+
+
+def check_target_ports(objs: list[Obj]) -> list[str]:
+    problems = []
+    for service in by_kind(objs, "Service"):
+        selector = service["spec"].get("selector", {})
+        targets = [w for w in workloads(objs) if _matches(selector, pod_labels(w))]
+        for port in service["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            for workload in targets:
+                if target not in _container_ports(workload):
+                    service_name, workload_name = (
+                        service["metadata"]["name"],
+                        workload["metadata"]["name"],
+                    )
+                    problems.append(
+                        f"Service {service_name}: targetPort {target!r} is not a port "
+                        f"of {workload['kind']} {workload_name}"
+                    )
+    return problems
+
+
+def _probes(container: Obj) -> Iterator[tuple[str, Obj]]:
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        if kind in container:
+            yield kind, container[kind]
+
+
+def check_probes(
+    objs: list[Obj], agent_routes: set[str], agent_image: str = "vaia-agent"
+) -> list[str]:
+    """Every probe targets a declared port; the agent's HTTP probes hit routes the app serves."""
+    problems = []
+    for workload in workloads(objs):
+        ports = _container_ports(workload)
+        for container in pod_spec(workload)["containers"]:
+            is_agent = container["image"].split("/")[-1].split(":")[0].split("@")[0] == agent_image
+            for kind, probe in _probes(container):
+                action = probe.get("httpGet") or probe.get("tcpSocket")
+                if action and action["port"] not in ports:
+                    problems.append(
+                        f"{container['name']} {kind}: port {action['port']!r} is not declared"
+                    )
+                if is_agent and "httpGet" in probe and probe["httpGet"]["path"] not in agent_routes:
+                    path = probe["httpGet"]["path"]
+                    problems.append(f"{container['name']} {kind}: {path} is not a route of the app")
+    return problems
+
+
+def check_hpa(objs: list[Obj]) -> list[str]:
+    problems = []
+    for hpa in by_kind(objs, "HorizontalPodAutoscaler"):
+        ref = hpa["spec"]["scaleTargetRef"]
+        target = find(objs, ref["kind"], ref["name"])
+        name = hpa["metadata"]["name"]
+        if target is None:
+            problems.append(f"HPA {name}: target {ref['kind']}/{ref['name']} does not exist")
+            continue
+        if "replicas" in target["spec"]:
+            problems.append(
+                f"HPA {name}: {ref['kind']} {ref['name']} sets spec.replicas and fights the HPA"
+            )
+        uses_cpu = any(
+            m.get("resource", {}).get("name") == "cpu" for m in hpa["spec"].get("metrics", [])
+        )
+        for container in pod_spec(target)["containers"]:
+            if uses_cpu and "cpu" not in container.get("resources", {}).get("requests", {}):
+                problems.append(f"HPA {name}: container {container['name']} has no CPU request")
+        if hpa["spec"].get("minReplicas", 1) > hpa["spec"]["maxReplicas"]:
+            problems.append(f"HPA {name}: minReplicas above maxReplicas")
+    return problems
+
+
+def check_config_refs(objs: list[Obj]) -> list[str]:
+    """Every ConfigMap/Secret (and key) a pod references exists, unless marked optional."""
+    data = {}
+    for kind in ("ConfigMap", "Secret"):
+        for obj in by_kind(objs, kind):
+            data[(kind, obj["metadata"]["name"])] = set(obj.get("data", {})) | set(
+                obj.get("stringData", {})
+            )
+    problems = []
+    for workload in workloads(objs):
+        for container in pod_spec(workload)["containers"]:
+            for source in container.get("envFrom", []):
+                for kind, ref_key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                    ref = source.get(ref_key)
+                    if ref and (kind, ref["name"]) not in data and not ref.get("optional"):
+                        problems.append(
+                            f"{container['name']}: envFrom {kind} {ref['name']} does not exist"
+                        )
+            for env in container.get("env", []):
+                for kind, ref_key in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
+                    ref = env.get("valueFrom", {}).get(ref_key)
+                    if not ref:
+                        continue
+                    keys = data.get((kind, ref["name"]))
+                    if keys is None:
+                        missing = f"{kind} {ref['name']}"
+                        problems.append(
+                            f"{container['name']}: {env['name']} refers to missing {missing}"
+                        )
+                    elif ref["key"] not in keys and not ref.get("optional"):
+                        problems.append(
+                            f"{container['name']}: {env['name']} refers to missing key {ref['key']}"
+                        )
+    return problems
+
+
+# --- network policy -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flow:
+    source: str
+    destination: str
+    port: int
+
+
+def _policies_selecting(objs: list[Obj], labels: dict[str, str], direction: str) -> list[Obj]:
+    return [
+        p for p in by_kind(objs, "NetworkPolicy")
+        if direction in p["spec"].get("policyTypes", ["Ingress"])
+        and _label_selector_matches(p["spec"].get("podSelector", {}), labels)
+    ]  # fmt: skip
+
+
+def _peer_matches(peers: list[Obj] | None, labels: dict[str, str] | None) -> bool:
+    """`labels` None is a peer outside the namespace (another namespace, or outside the cluster)."""
+    if not peers:
+        return True
+    for peer in peers:
+        if "ipBlock" in peer:
+            if labels is None:
+                return True
+            continue
+        if "namespaceSelector" in peer:
+            continue  # other namespaces (kube-dns); never a pod of this namespace here
+        if labels is not None and _label_selector_matches(peer.get("podSelector", {}), labels):
+            return True
+    return False
+
+
+def _port_matches(ports: list[Obj] | None, port: int) -> bool:
+    return not ports or any(p.get("port") == port for p in ports)
+
+
+def allowed(
+    objs: list[Obj], source: dict[str, str] | None, destination: dict[str, str], port: int
+) -> bool:
+    ingress = _policies_selecting(objs, destination, "Ingress")
+    if ingress and not any(
+        _peer_matches(rule.get("from"), source) and _port_matches(rule.get("ports"), port)
+        for policy in ingress for rule in policy["spec"].get("ingress", [])
+    ):  # fmt: skip
+        return False
+    if source is None:
+        return True
+    egress = _policies_selecting(objs, source, "Egress")
+    return not egress or any(
+        _peer_matches(rule.get("to"), destination) and _port_matches(rule.get("ports"), port)
+        for policy in egress for rule in policy["spec"].get("egress", [])
+    )  # fmt: skip
+
+
+def allowed_flows(objs: list[Obj]) -> set[Flow]:
+    """Every (source, destination, port) the NetworkPolicies admit between the workloads of the
+    namespace, and from outside it, over the destinations' container ports."""
+    pods = {w["metadata"]["name"]: pod_labels(w) for w in workloads(objs)}
+    flows = set()
+    for destination, labels in pods.items():
+        ports = {p for p in _container_ports(find_workload(objs, destination)).values()}
+        for port in ports:
+            sources: dict[str, dict[str, str] | None] = {**pods, EXTERNAL: None}
+            for source, source_labels in sources.items():
+                if source != destination and allowed(objs, source_labels, labels, port):
+                    flows.add(Flow(source, destination, port))
+    return flows
+
+
+def find_workload(objs: list[Obj], name: str) -> Obj:
+    return next(w for w in workloads(objs) if w["metadata"]["name"] == name)
+
+
+# --- Pod Security Standards: restricted ---------------------------------------------------------
+
+
+def check_restricted(objs: list[Obj]) -> list[str]:
+    """The restricted profile (kubernetes.io/docs/concepts/security/pod-security-standards), plus
+    our own rule of a read-only root filesystem where the program allows it."""
+    problems = []
+    for workload in workloads(objs):
+        name = f"{workload['kind']} {workload['metadata']['name']}"
+        spec = pod_spec(workload)
+        pod_sc = spec.get("securityContext", {})
+        for flag in ("hostNetwork", "hostPID", "hostIPC"):
+            if spec.get(flag):
+                problems.append(f"{name}: {flag}")
+        for volume in spec.get("volumes", []):
+            kind = next(k for k in volume if k != "name")
+            if kind not in RESTRICTED_VOLUMES:
+                problems.append(f"{name}: volume type {kind} is not allowed")
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            where = f"{name} container {container['name']}"
+            sc = container.get("securityContext", {})
+            if sc.get("privileged"):
+                problems.append(f"{where}: privileged")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{where}: allowPrivilegeEscalation must be false")
+            caps = sc.get("capabilities", {})
+            if "ALL" not in caps.get("drop", []):
+                problems.append(f"{where}: capabilities must drop ALL")
+            if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+                problems.append(f"{where}: adds capabilities {caps['add']}")
+            if not sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")):
+                problems.append(f"{where}: runAsNonRoot must be true")
+            if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+                problems.append(f"{where}: runs as uid 0")
+            seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
+            if seccomp not in ("RuntimeDefault", "Localhost"):
+                problems.append(f"{where}: seccompProfile must be RuntimeDefault or Localhost")
+            if any(p.get("hostPort") for p in container.get("ports", [])):
+                problems.append(f"{where}: hostPort")
+            if not sc.get("readOnlyRootFilesystem"):
+                problems.append(f"{where}: root filesystem is writable")
+    return problems

@@ -1,0 +1,293 @@
+"""Every overlay rendered with kustomize and checked as a cluster would, without one."""
+
+import copy
+import json
+import re
+import subprocess
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from agent.app import create_app
+from agent.config import Settings
+from devstack import manifests as m
+from devstack.trivy import config_scan, findings
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.static
+KUBERNETES_VERSION = "1.32.0"  # kind's node image of this era, and the namespace's enforce-version
+
+
+@pytest.fixture(scope="module", params=m.OVERLAYS)
+def rendered(request) -> tuple[str, list[dict]]:
+    return request.param, m.render(ROOT, request.param)
+
+
+@pytest.fixture(scope="module")
+def routes() -> set[str]:
+    return set(create_app(Settings(_env_file=None)).openapi()["paths"])
+
+
+def test_every_object_validates_strictly(rendered) -> None:
+    overlay, objs = rendered
+    for obj in objs:
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(
+                f"{overlay}: {obj['kind']} {obj['metadata']['name']}: {exc.message} at {list(exc.path)}"
+            )
+
+
+def test_the_contract_names_are_all_there(rendered) -> None:
+    _, objs = rendered
+    names = {(o["kind"], o["metadata"]["name"]) for o in objs}
+    assert {
+        ("Namespace", "vaia"),
+        ("Deployment", "vaia-agent"),
+        ("Service", "vaia-agent"),
+        ("HorizontalPodAutoscaler", "vaia-agent"),
+        ("PodDisruptionBudget", "vaia-agent"),
+        ("ConfigMap", "vaia-agent-config"),
+        ("Secret", "vaia-agent-secrets"),
+        ("Ingress", "vaia-agent"),
+        ("NetworkPolicy", "vaia-agent"),
+        ("StatefulSet", "redis"),
+        ("Service", "redis"),
+        ("StatefulSet", "chromadb"),
+        ("Service", "chromadb"),
+    } <= names
+    for obj in objs:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == "vaia", obj["metadata"]["name"]
+        labels = obj["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/part-of") == "vaia", obj["metadata"]["name"]
+    for workload in m.workloads(objs):
+        labels = m.pod_labels(workload)
+        assert {
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/component",
+            "app.kubernetes.io/part-of",
+        } <= set(labels)
+    assert m.find(objs, "Service", "redis")["spec"]["ports"][0]["port"] == 6379
+    assert m.find(objs, "Service", "chromadb")["spec"]["ports"][0]["port"] == 8000
+    service = m.find(objs, "Service", "vaia-agent")["spec"]
+    assert service["type"] == "ClusterIP" and service["ports"][0]["port"] == 80
+
+
+def test_wiring_is_consistent(rendered, routes) -> None:
+    _, objs = rendered
+    assert m.check_service_selectors(objs) == []
+    assert m.check_target_ports(objs) == []
+    assert m.check_probes(objs, routes) == []
+    assert m.check_hpa(objs) == []
+    assert m.check_config_refs(objs) == []
+
+
+def test_agent_pods_are_production_shaped(rendered) -> None:
+    _, objs = rendered
+    deployment = m.find(objs, "Deployment", "vaia-agent")
+    spec = m.pod_spec(deployment)
+    [agent] = spec["containers"]
+    assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(agent)
+    assert agent["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert agent["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert agent["resources"]["requests"]["cpu"] and agent["resources"]["limits"]["memory"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert (
+        annotations["prometheus.io/scrape"] == "true"
+        and annotations["prometheus.io/path"] == "/metrics"
+    )
+    assert annotations["prometheus.io/port"] == "8080"
+    # Draining: endpoints leave during preStop, then uvicorn drains for SHUTDOWN_GRACE_SECONDS.
+    grace = int(m.find(objs, "ConfigMap", "vaia-agent-config")["data"]["SHUTDOWN_GRACE_SECONDS"])
+    pre_stop = agent["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert spec["terminationGracePeriodSeconds"] > pre_stop + grace
+    assert spec["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_config_map_names_only_real_settings(rendered) -> None:
+    _, objs = rendered
+    keys = set(m.find(objs, "ConfigMap", "vaia-agent-config")["data"])
+    assert keys <= {name.upper() for name in Settings.model_fields}
+    secret = m.find(objs, "Secret", "vaia-agent-secrets")
+    assert set(secret.get("data", {})) <= {"GEMINI_API_KEY"}
+
+
+def test_pod_security_restricted(rendered) -> None:
+    _, objs = rendered
+    assert m.check_restricted(objs) == []
+    namespace = m.find(objs, "Namespace", "vaia")["metadata"]["labels"]
+    assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_network_policy_admits_exactly_the_intended_traffic(rendered) -> None:
+    _, objs = rendered
+    flows = m.allowed_flows(objs)
+    assert m.Flow("vaia-agent", "redis", 6379) in flows
+    assert m.Flow("vaia-agent", "chromadb", 8000) in flows
+    assert m.Flow(m.EXTERNAL, "vaia-agent", 8080) in flows
+    stores = {f for f in flows if f.destination in ("redis", "chromadb")}
+    assert stores == {m.Flow("vaia-agent", "redis", 6379), m.Flow("vaia-agent", "chromadb", 8000)}
+    # The agent talks to nothing else in the namespace (its own replicas included).
+    assert {f.destination for f in flows if f.source == "vaia-agent"} == {"redis", "chromadb"}
+
+
+def test_trivy_finds_no_high_or_critical_in_the_rendered_manifests(rendered, tmp_path) -> None:
+    overlay, objs = rendered
+    path = tmp_path / f"{overlay}.yaml"
+    path.write_text(yaml.safe_dump_all(objs))
+    assert findings(config_scan(path)) == []
+
+
+def test_overlay_specifics() -> None:
+    dev, ci, prod = (m.render(ROOT, o) for o in m.OVERLAYS)
+    agent_image = {
+        name: m.pod_spec(m.find(objs, "Deployment", "vaia-agent"))["containers"][0]["image"]
+        for name, objs in (("dev", dev), ("ci", ci), ("prod", prod))
+    }
+    assert agent_image["dev"] == "vaia-agent"  # Tilt substitutes what it built
+    assert re.fullmatch(
+        r"ghcr\.io/[\w.-]+/vaia-agent(:sha-[0-9a-f]{7}|@sha256:[0-9a-f]{64})", agent_image["prod"]
+    )
+    assert agent_image["ci"].startswith("localhost:5001/vaia-agent:sha-")
+    for objs in (dev, ci, prod):
+        for workload in m.workloads(objs):
+            for container in m.pod_spec(workload)["containers"]:
+                assert (
+                    not container["image"].endswith(":latest") and ":" in container["image"]
+                ) or container["image"] == "vaia-agent"
+    dev_hpa = m.find(dev, "HorizontalPodAutoscaler", "vaia-agent")["spec"]
+    prod_hpa = m.find(prod, "HorizontalPodAutoscaler", "vaia-agent")["spec"]
+    assert dev_hpa["metrics"][0]["resource"]["target"]["averageUtilization"] <= 30
+    assert prod_hpa["minReplicas"] >= 3
+    dev_pod = m.pod_spec(m.find(dev, "Deployment", "vaia-agent"))
+    assert dev_pod["containers"][0]["args"] == ["serve", "--reload"]
+    # Live update's target is writable (an emptyDir filled from the image), the root is not.
+    assert {"name": "code", "mountPath": "/app/agent"} in dev_pod["containers"][0]["volumeMounts"]
+    assert dev_pod["initContainers"][0]["command"] == ["cp", "-a", "/app/agent/.", "/code/"]
+    ingress = m.find(prod, "Ingress", "vaia-agent")["spec"]
+    assert (
+        ingress["tls"][0]["hosts"] == [ingress["rules"][0]["host"]]
+        and ingress["tls"][0]["secretName"]
+    )
+    assert "replicas" not in m.find(prod, "Deployment", "vaia-agent")["spec"]
+
+
+def test_secrets_env_is_never_committed() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files", "k8s"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert "secrets.env" not in tracked
+    ignored = subprocess.run(
+        ["git", "check-ignore", "k8s/base/secrets.env"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert ignored.returncode == 0
+
+
+# --- the checks catch real mistakes --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def base() -> list[dict]:
+    return m.render(ROOT, "prod")
+
+
+def broken(objs: list[dict], kind: str, name: str, change) -> list[dict]:
+    copied = copy.deepcopy(objs)
+    change(m.find(copied, kind, name))
+    return copied
+
+
+def test_checks_catch_a_wrong_selector(base) -> None:
+    objs = broken(
+        base,
+        "Service",
+        "redis",
+        lambda s: s["spec"]["selector"].update({"app.kubernetes.io/name": "redsi"}),
+    )
+    assert m.check_service_selectors(objs)
+
+
+def test_checks_catch_a_wrong_target_port(base) -> None:
+    objs = broken(
+        base, "Service", "vaia-agent", lambda s: s["spec"]["ports"][0].update({"targetPort": 8081})
+    )
+    assert m.check_target_ports(objs)
+
+
+def test_checks_catch_a_probe_on_a_missing_route(base, routes) -> None:
+    def change(d):
+        d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] = (
+            "/readyz"
+        )
+
+    assert m.check_probes(broken(base, "Deployment", "vaia-agent", change), routes)
+
+
+def test_checks_catch_hpa_problems(base) -> None:
+    no_request = broken(
+        base,
+        "Deployment",
+        "vaia-agent",
+        lambda d: d["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"].pop(
+            "cpu"
+        ),
+    )
+    assert any("no CPU request" in p for p in m.check_hpa(no_request))
+    fights = broken(base, "Deployment", "vaia-agent", lambda d: d["spec"].update({"replicas": 2}))
+    assert any("fights the HPA" in p for p in m.check_hpa(fights))
+
+
+def test_checks_catch_a_missing_config_key(base) -> None:
+    def change(d):
+        d["spec"]["template"]["spec"]["containers"][0]["env"].append(
+            {
+                "name": "X",
+                "valueFrom": {"configMapKeyRef": {"name": "vaia-agent-config", "key": "NOPE"}},
+            }
+        )
+
+    assert m.check_config_refs(broken(base, "Deployment", "vaia-agent", change))
+
+
+def test_checks_catch_privilege(base) -> None:
+    def change(s):
+        s["spec"]["template"]["spec"]["containers"][0]["securityContext"][
+            "allowPrivilegeEscalation"
+        ] = True
+        s["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] = False
+
+    problems = m.check_restricted(broken(base, "StatefulSet", "chromadb", change))
+    assert len(problems) == 2
+
+
+def test_checks_catch_an_open_store(base) -> None:
+    objs = [
+        o for o in base if not (o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "redis")
+    ]
+    assert m.Flow(m.EXTERNAL, "redis", 6379) in m.allowed_flows(objs)
+
+
+def test_validator_catches_an_unknown_field(base) -> None:
+    deployment = copy.deepcopy(m.find(base, "Deployment", "vaia-agent"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_trivy_flags_a_privileged_pod(tmp_path) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "bad"},
+        "spec": {
+            "containers": [
+                {"name": "c", "image": "busybox:1.36", "securityContext": {"privileged": True}}
+            ]
+        },
+    }
+    path = tmp_path / "bad.yaml"
+    path.write_text(json.dumps(pod))
+    assert any(f.severity in ("HIGH", "CRITICAL") for f in findings(config_scan(path)))

@@ -1,0 +1,47 @@
+"""Tilt's live update, emulated for real against the `dev` image (no cluster can run here)."""
+
+import pytest
+
+from devstack.bench import LiveUpdateEmulator
+from devstack.images import base_build_args, pip_ca_file
+from tests.conftest import ROOT
+from tests.support.processes import free_port
+
+pytestmark = pytest.mark.container
+
+
+@pytest.fixture(scope="module")
+def dev_image(docker) -> str:
+    ca = pip_ca_file()
+    tag = "vaia-agent:dev-live-update"
+    docker.build(
+        ROOT,
+        tags=[tag],
+        target="dev",
+        build_args=base_build_args(docker, offline=True),
+        secrets={"pip_ca": ca} if ca else None,
+    )
+    return tag
+
+
+def test_a_synced_edit_is_served_without_a_rebuild(docker, dev_image) -> None:
+    with LiveUpdateEmulator(docker, dev_image, free_port()) as pod:
+        assert pod.version() == "0.1.0"
+        first = pod.edit_and_wait(ROOT)
+        assert pod.version() == first.version
+        second = pod.edit_and_wait(ROOT)  # and again: the reloader keeps watching
+        assert pod.version() == second.version
+        print(
+            f"edit-to-serve: {first.edit_to_serve_seconds:.2f}s, {second.edit_to_serve_seconds:.2f}s"
+        )
+        # The container's root stays read-only: the sync could only write the code volume.
+        probe = docker.run(["exec", pod.name, "sh", "-c", "touch /app/x 2>&1 || echo refused"])
+        assert "refused" in probe.stdout or "Read-only" in probe.stdout
+
+
+def test_a_sync_as_another_user_cannot_write(docker, dev_image) -> None:
+    with LiveUpdateEmulator(docker, dev_image, free_port()) as pod:
+        denied = docker.run(
+            ["exec", "-u", "1234", pod.name, "sh", "-c", "touch /app/agent/x 2>&1 || echo denied"]
+        )
+        assert "denied" in denied.stdout or "Permission" in denied.stdout
