@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,13 +14,15 @@ import httpx
 from invoke import Collection, Context, Exit, task
 from rich.table import Table
 
-from devstack.bench import LiveUpdateEmulator, image_bench
+from devstack import loadtest as loadtest_mod
+from devstack.bench import LiveUpdateEmulator, image_bench, service_bench, write_benchmarks_md
 from devstack.cluster import (
     CONTEXT,
     REGISTRY_HOST_PORT,
     CommandError,
     Shell,
     Tools,
+    port_forward,
     tilt_down,
     tilt_up,
 )
@@ -28,9 +32,9 @@ from devstack.compose import Stack, prepare_images
 from devstack.console import console
 from devstack.docker import Docker, DockerError
 from devstack.images import SIZE_BUDGET_BYTES, build_image
+from devstack.loadtest import Objectives
 from devstack.net import free_port
 from devstack.tools import TOOLS, MissingToolError, inspect, python_packages, require
-from devstack.tools import inspect as inspect_tool
 
 ROOT = Path(__file__).resolve().parent
 PY = shlex.quote(sys.executable)
@@ -243,22 +247,56 @@ def compose_down(c: Context, volumes: bool = False, project: str = "vaia") -> No
     help={
         "image": "the image: size, layers, cold build, rebuild after a code-only change",
         "live_update": "Tilt's live update, emulated: edit-to-serve time of the dev image",
+        "service": "infer throughput and latency (cache hit, miss) against a bare endpoint; "
+        "writes docs/benchmarks.md",
         "offline": "build on the stand-in bases (no registry needed)",
+        "seconds": "seconds of load per service measurement (default 10)",
     }
 )
 def bench(
-    c: Context, image: bool = False, live_update: bool = False, offline: bool = False
+    c: Context,
+    image: bool = False,
+    live_update: bool = False,
+    service: bool = False,
+    offline: bool = False,
+    seconds: int = 10,
 ) -> None:
     """Run benchmarks (all sections when none is named) and print their tables."""
-    run_all = not (image or live_update)
-    docker = _docker()
+    run_all = not (image or live_update or service)
     try:
-        if image or run_all:
-            _bench_image(docker, offline)
-        if live_update or run_all:
-            _bench_live_update(docker, offline)
-    except (DockerError, MissingToolError) as exc:
+        if service or run_all:
+            _bench_service(seconds)
+        if image or live_update or run_all:
+            docker = _docker()
+            if image or run_all:
+                _bench_image(docker, offline)
+            if live_update or run_all:
+                _bench_live_update(docker, offline)
+    except (DockerError, MissingToolError, RuntimeError) as exc:
         raise Exit(str(exc), code=1) from exc
+
+
+def _bench_service(seconds: int) -> None:
+    results, startup = service_bench(ROOT, seconds=seconds)
+    baseline = results[0]
+    title = "service benchmark (wrk, 8 connections, one process each)"
+    table = Table(title=title, title_justify="left")
+    for column in ("endpoint", "req/s", "vs bare", "p50 ms", "p95 ms", "p99 ms", "errors"):
+        table.add_column(column, justify="right" if column != "endpoint" else "left")
+    for r in results:
+        ratio = baseline.rps / r.rps if r.rps else float("inf")
+        cells = [
+            f"{r.rps:.0f}",
+            f"{ratio:.2f}x",
+            f"{r.p50_ms:.1f}",
+            f"{r.p95_ms:.1f}",
+            f"{r.p99_ms:.1f}",
+        ]
+        table.add_row(r.name, *cells, str(r.errors))
+    console.print(table)
+    console.print(f"invoke dev: ready with the knowledge base seeded after {startup:.2f} s")
+    path = write_benchmarks_md(ROOT / "docs" / "benchmarks.md", results, startup, seconds)
+    console.print(f"written: {path}")
 
 
 def _bench_image(docker: Docker, offline: bool) -> None:
@@ -331,9 +369,67 @@ def up(c: Context) -> None:
 def down(c: Context) -> None:
     """`tilt down` (if Tilt is installed), then cluster.down."""
     tools = _tools()
-    if inspect_tool("tilt").ok:
+    if inspect("tilt").ok:
         tilt_down(tools, ROOT)
     _cluster_step(lambda: cluster_down_steps(tools, console.print))
+
+
+@task(
+    help={
+        "users": "concurrent locust users (default 40)",
+        "spawn_rate": "users started per second (default 10)",
+        "duration": "seconds of load (default 90)",
+        "host": "the agent's URL; default: the cluster's vaia-agent Service through a port-forward",
+        "no_hpa": "do not watch the HPA (no cluster): autoscaling is reported as SKIPPED",
+        "max_error_rate": "error-rate objective, a fraction (default 0.01)",
+        "p95_ms": "p95 latency objective in milliseconds (default 500)",
+        "scale_within": "seconds within which the HPA must scale out (default: the duration)",
+        "report_dir": "where the report goes (default reports/loadtest-<time>)",
+    }
+)
+def loadtest(
+    c: Context,
+    users: int = 40,
+    spawn_rate: float = 10,
+    duration: int = 90,
+    host: str = "",
+    no_hpa: bool = False,
+    max_error_rate: float = 0.01,
+    p95_ms: float = 500,
+    scale_within: float = 0,
+    report_dir: str = "",
+) -> None:
+    """Headless locust against the agent, the HPA watched; a verdict with evidence, and a report."""
+    objectives = Objectives(max_error_rate, p95_ms, scale_within or duration)
+    folder = (
+        Path(report_dir)
+        if report_dir
+        else ROOT / "reports" / time.strftime("loadtest-%Y%m%d-%H%M%S")
+    )
+    tools = _tools()
+    try:
+        require("locust")
+        api = None if no_hpa else loadtest_mod.autoscaling_api(context=CONTEXT)
+        with contextlib.ExitStack() as stack:
+            target = host or stack.enter_context(port_forward(tools, "vaia-agent", free_port()))
+            console.print(f"load: {users} users (+{spawn_rate}/s) for {duration} s on {target}")
+            criteria, summary = loadtest_mod.run(
+                target, users, spawn_rate, duration, folder, objectives, api, log=console.print
+            )
+    except (MissingToolError, CommandError, loadtest_mod.HpaWatchError, RuntimeError) as exc:
+        raise Exit(str(exc), code=1) from exc
+    table = Table(title="load test verdict", title_justify="left")
+    for column in ("criterion", "result", "measured", "objective"):
+        table.add_column(column)
+    colors = {"PASS": "green", "FAIL": "red", "SKIPPED": "yellow"}
+    for criterion in criteria:
+        result = f"[{colors[criterion.status]}]{criterion.status}[/]"
+        table.add_row(criterion.name, result, criterion.measured, criterion.objective)
+    console.print(table)
+    final = loadtest_mod.overall(criteria)
+    console.print(f"verdict: [bold]{final}[/]   report: {summary}")
+    if final != "PASS":
+        raise Exit("load test failed", code=1)
 
 
 def preflight(name: str) -> str:
@@ -350,4 +446,6 @@ cluster.add_task(cluster_down, "down")
 compose = Collection("compose")
 compose.add_task(compose_up, "up")
 compose.add_task(compose_down, "down")
-ns = Collection(dev, test, lint, doctor, seed, lock, build, bench, up, down, cluster, compose)
+ns = Collection(
+    dev, test, lint, doctor, seed, lock, build, bench, loadtest, up, down, cluster, compose
+)

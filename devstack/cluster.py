@@ -8,8 +8,11 @@ a cluster.
 
 from __future__ import annotations
 
+import socket
 import subprocess
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -113,6 +116,12 @@ class Tools:
     ) -> Result:
         return self.runner([self._path(tool), *args], check=check, stdin=stdin, capture=capture)
 
+    def spawn(self, tool: str, *args: str) -> subprocess.Popen[bytes]:
+        """A long-running helper (kubectl port-forward) in the background."""
+        return subprocess.Popen(
+            [self._path(tool), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+
     def docker(self, *args: str, check: bool = True, stdin: str | None = None) -> Result:
         return self.run("docker", *args, check=check, stdin=stdin)
 
@@ -133,9 +142,15 @@ def ensure_registry(tools: Tools, log: Callable[[str], None]) -> None:
         log(f"registry {REGISTRY} started")
         return
     tools.docker(
-        "run", "-d", "--restart=always", "--name", REGISTRY,
-        "-p", f"127.0.0.1:{REGISTRY_HOST_PORT}:5000", REGISTRY_IMAGE,
-    )  # fmt: skip
+        "run",
+        "-d",
+        "--restart=always",
+        "--name",
+        REGISTRY,
+        "-p",
+        f"127.0.0.1:{REGISTRY_HOST_PORT}:5000",
+        REGISTRY_IMAGE,
+    )
     log(f"registry {REGISTRY} created on 127.0.0.1:{REGISTRY_HOST_PORT}")
 
 
@@ -206,6 +221,46 @@ def cluster_up(tools: Tools, root: Path, log: Callable[[str], None] = print) -> 
     configure_nodes(tools, log)
     connect_registry(tools, log)
     install_addons(tools, root, log)
+
+
+@contextmanager
+def port_forward(
+    tools: Tools, service: str, local_port: int, remote_port: int = 80
+) -> Iterator[str]:
+    """`kubectl port-forward svc/<service>` on 127.0.0.1 for the duration of the block."""
+    process = tools.spawn(
+        "kubectl",
+        "--context",
+        CONTEXT,
+        "-n",
+        NAMESPACE,
+        "port-forward",
+        "--address",
+        "127.0.0.1",
+        f"svc/{service}",
+        f"{local_port}:{remote_port}",
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not _port_open(local_port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                error = (
+                    process.stderr.read().decode()[-500:]
+                    if process.stderr and process.poll() is not None
+                    else ""
+                )
+                raise CommandError(f"kubectl port-forward svc/{service} did not come up: {error}")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{local_port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def tilt_up(tools: Tools, root: Path) -> None:

@@ -22,9 +22,15 @@ OVERLAYS = ("dev", "ci", "prod")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 # Pod Security Standards, restricted profile: the volume types it allows.
 RESTRICTED_VOLUMES = {
-    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-    "projected", "secret",
-}  # fmt: skip
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
 EXTERNAL = "(outside the namespace)"
 
 
@@ -35,8 +41,10 @@ def render(root: Path, overlay: str) -> list[Obj]:
         write_secrets_env(secrets)
     out = subprocess.run(
         [require("kubectl"), "kustomize", str(root / "k8s" / "overlays" / overlay)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
@@ -215,10 +223,11 @@ class Flow:
 
 def _policies_selecting(objs: list[Obj], labels: dict[str, str], direction: str) -> list[Obj]:
     return [
-        p for p in by_kind(objs, "NetworkPolicy")
+        p
+        for p in by_kind(objs, "NetworkPolicy")
         if direction in p["spec"].get("policyTypes", ["Ingress"])
         and _label_selector_matches(p["spec"].get("podSelector", {}), labels)
-    ]  # fmt: skip
+    ]
 
 
 def _peer_matches(peers: list[Obj] | None, labels: dict[str, str] | None) -> bool:
@@ -247,16 +256,18 @@ def allowed(
     ingress = _policies_selecting(objs, destination, "Ingress")
     if ingress and not any(
         _peer_matches(rule.get("from"), source) and _port_matches(rule.get("ports"), port)
-        for policy in ingress for rule in policy["spec"].get("ingress", [])
-    ):  # fmt: skip
+        for policy in ingress
+        for rule in policy["spec"].get("ingress", [])
+    ):
         return False
     if source is None:
         return True
     egress = _policies_selecting(objs, source, "Egress")
     return not egress or any(
         _peer_matches(rule.get("to"), destination) and _port_matches(rule.get("ports"), port)
-        for policy in egress for rule in policy["spec"].get("egress", [])
-    )  # fmt: skip
+        for policy in egress
+        for rule in policy["spec"].get("egress", [])
+    )
 
 
 def allowed_flows(objs: list[Obj]) -> set[Flow]:

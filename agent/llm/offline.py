@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from typing import Literal
 
 from agent.embeddings.hashing import tokenize
@@ -34,6 +35,7 @@ NO_SOURCES_ANSWER = "I found nothing in the knowledge base that answers this que
 _SUFFIXES = ("ments", "ment", "ings", "ing", "ers", "er", "ed", "es", "s")
 
 
+@lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A tiny suffix stripper, so that "deploy", "deploys" and "deployment" match."""
     for suffix in _SUFFIXES:
@@ -43,17 +45,21 @@ def stem(word: str) -> str:
     return word[:-1] if word.endswith("e") and len(word) > 4 else word
 
 
-def _terms(text: str) -> set[str]:
-    return {stem(word) for word in tokenize(text)}
+# Passages come from a fixed corpus, so the same sentences are split and stemmed again and
+# again: caching both takes the ranking off the miss path's profile.
+@lru_cache(maxsize=65536)
+def _terms(text: str) -> frozenset[str]:
+    return frozenset(stem(word) for word in tokenize(text))
 
 
-def _sentences(text: str) -> list[str]:
+@lru_cache(maxsize=16384)
+def _sentences(text: str) -> tuple[str, ...]:
     out = []
     for raw in _SENTENCE_SPLIT.split(text):
         sentence = _LIST_MARK.sub("", raw).strip()
         if len(sentence) >= MIN_SENTENCE_CHARS and not sentence.startswith("#"):
             out.append(sentence)
-    return out
+    return tuple(out)
 
 
 class OfflineProvider:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
-from agent.api.deps import ComponentsDep, V1Guard
+from agent.api.deps import V1Guard, components_of
 from agent.api.schemas import ErrorBody, IngestedDocument, IngestRequest, IngestResponse
 from agent.service import DocumentIn
 
@@ -16,8 +16,9 @@ router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"], dependencies=V1Gu
     response_model=IngestResponse,
     responses={401: {"model": ErrorBody}, 413: {"model": ErrorBody}, 503: {"model": ErrorBody}},
 )
-async def ingest(body: IngestRequest, c: ComponentsDep) -> IngestResponse:
+async def ingest(body: IngestRequest, request: Request) -> IngestResponse:
     """Chunk, embed and store documents. Re-ingesting a document id replaces it."""
+    c = components_of(request)
     s = c.settings
     if len(body.documents) > s.max_documents_per_request:
         raise HTTPException(

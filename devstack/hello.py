@@ -1,0 +1,11 @@
+"""The baseline of `invoke bench --service`: the same framework and server as the agent, doing
+nothing. Its throughput is the physical limit of the stack on this machine."""
+
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.post("/hello")
+async def hello() -> dict[str, str]:
+    return {"answer": "hello"}

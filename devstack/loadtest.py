@@ -1,0 +1,383 @@
+"""`invoke loadtest`: headless locust, an HPA watcher, a verdict with evidence, and a report.
+
+The one place that calls locust. The verdict is PASS only when every criterion that was measured
+passed; the autoscaling criterion is SKIPPED (never passed) when there is no cluster to watch.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from devstack.tools import require
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
+Status = Literal["PASS", "FAIL", "SKIPPED"]
+
+
+@dataclass(frozen=True)
+class Objectives:
+    max_error_rate: float = 0.01
+    p95_ms: float = 500.0
+    scale_out_within_s: float = 180.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    elapsed_s: float
+    users: int
+    rps: float
+    p95_ms: float | None
+
+
+@dataclass(frozen=True)
+class LoadStats:
+    requests: int
+    failures: int
+    p95_ms: float
+    rps: float
+    history: list[Sample] = field(default_factory=list)
+
+    @property
+    def error_rate(self) -> float:
+        return self.failures / self.requests if self.requests else 1.0
+
+
+@dataclass(frozen=True)
+class HpaSample:
+    elapsed_s: float
+    current: int
+    desired: int
+    minimum: int
+    maximum: int
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    status: Status
+    measured: str
+    objective: str
+
+
+class HpaWatchError(RuntimeError):
+    pass
+
+
+# --- locust ---------------------------------------------------------------------------------
+
+
+def run_locust(
+    host: str,
+    users: int,
+    spawn_rate: float,
+    duration_s: int,
+    report_dir: Path,
+    locustfile: Path = LOCUSTFILE,
+) -> LoadStats:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    prefix = report_dir / "locust"
+    argv = [
+        require("locust"),
+        "-f",
+        str(locustfile),
+        "--headless",
+        "--host",
+        host,
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(spawn_rate),
+        "--run-time",
+        f"{duration_s}s",
+        "--stop-timeout",
+        "5",
+        "--csv",
+        str(prefix),
+        "--csv-full-history",
+        "--html",
+        str(report_dir / "locust.html"),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+    ]
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=duration_s + 120, check=False
+    )
+    stats_file = Path(f"{prefix}_stats.csv")
+    if not stats_file.exists():  # locust exits 1 when any request failed; no CSV is a real error
+        raise RuntimeError(f"locust did not run ({done.returncode}): {done.stderr[-2000:]}")
+    return parse_stats(prefix)
+
+
+def _float(value: str) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_stats(prefix: Path) -> LoadStats:
+    with open(f"{prefix}_stats.csv", newline="") as handle:
+        total = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
+    history: list[Sample] = []
+    history_file = Path(f"{prefix}_stats_history.csv")
+    if history_file.exists():
+        with history_file.open(newline="") as handle:
+            rows = [row for row in csv.DictReader(handle) if row["Name"] == "Aggregated"]
+        start = int(rows[0]["Timestamp"]) if rows else 0
+        history = [
+            Sample(
+                int(r["Timestamp"]) - start,
+                int(r["User Count"]),
+                _float(r["Requests/s"]) or 0.0,
+                _float(r["95%"]),
+            )
+            for r in rows
+        ]
+    return LoadStats(
+        requests=int(total["Request Count"]),
+        failures=int(total["Failure Count"]),
+        p95_ms=_float(total["95%"]) or 0.0,
+        rps=_float(total["Requests/s"]) or 0.0,
+        history=history,
+    )
+
+
+# --- the HPA watcher ------------------------------------------------------------------------
+
+
+def autoscaling_api(context: str | None = None, host: str | None = None) -> Any:
+    """The official Kubernetes client: from kubeconfig (a context), or a plain host (tests)."""
+    from kubernetes import client, config
+
+    if host:
+        configuration = client.Configuration()
+        configuration.host = host
+        return client.AutoscalingV2Api(client.ApiClient(configuration))
+    config.load_kube_config(context=context)
+    return client.AutoscalingV2Api()
+
+
+def read_hpa(api: Any, name: str, namespace: str) -> tuple[int, int, int, int]:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        hpa = api.read_namespaced_horizontal_pod_autoscaler(name, namespace, _request_timeout=5)
+    except ApiException as exc:
+        raise HpaWatchError(
+            f"cannot read HPA {namespace}/{name}: {exc.status} {exc.reason}"
+        ) from exc
+    except HTTPError as exc:
+        raise HpaWatchError(
+            f"cannot reach the Kubernetes API for HPA {namespace}/{name}: {exc}"
+        ) from exc
+    status = hpa.status
+    return (
+        status.current_replicas or 0,
+        status.desired_replicas or 0,
+        hpa.spec.min_replicas or 1,
+        hpa.spec.max_replicas,
+    )
+
+
+class HpaWatcher:
+    """Polls the HPA in a thread while the load runs; keeps every sample and the first error."""
+
+    def __init__(
+        self, api: Any, name: str = "vaia-agent", namespace: str = "vaia", interval_s: float = 2.0
+    ) -> None:
+        self.api, self.name, self.namespace, self.interval_s = api, name, namespace, interval_s
+        self.samples: list[HpaSample] = []
+        self.error: HpaWatchError | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = 0.0
+
+    def __enter__(self) -> HpaWatcher:
+        self.sample()  # fail fast, before any load, when the HPA cannot be read at all
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def sample(self) -> HpaSample:
+        if not self._started:
+            self._started = time.monotonic()
+        current, desired, minimum, maximum = read_hpa(self.api, self.name, self.namespace)
+        sample = HpaSample(time.monotonic() - self._started, current, desired, minimum, maximum)
+        self.samples.append(sample)
+        return sample
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.sample()
+            except HpaWatchError as exc:
+                self.error = self.error or exc
+
+
+# --- the verdict ----------------------------------------------------------------------------
+
+
+def autoscaling_criterion(
+    samples: list[HpaSample] | None, error: Exception | None, within_s: float
+) -> Criterion:
+    objective = f"desired replicas above the minimum within {within_s:.0f} s"
+    if samples is None:
+        return Criterion("autoscaling", "SKIPPED", "no cluster watched (--no-hpa)", objective)
+    if error is not None:
+        return Criterion("autoscaling", "FAIL", str(error), objective)
+    if not samples:
+        return Criterion("autoscaling", "FAIL", "no HPA sample was taken", objective)
+    minimum = samples[0].minimum
+    scaled = [s for s in samples if s.desired > minimum and s.elapsed_s <= within_s]
+    peak = max(s.desired for s in samples)
+    if scaled:
+        first = scaled[0]
+        return Criterion(
+            "autoscaling",
+            "PASS",
+            f"desired {minimum} -> {first.desired} at {first.elapsed_s:.0f} s (peak {peak})",
+            objective,
+        )
+    return Criterion(
+        "autoscaling", "FAIL", f"desired replicas stayed at {peak} (minimum {minimum})", objective
+    )
+
+
+def verdict(
+    stats: LoadStats,
+    objectives: Objectives,
+    hpa: list[HpaSample] | None,
+    hpa_error: Exception | None = None,
+) -> list[Criterion]:
+    error_rate = stats.error_rate
+    return [
+        autoscaling_criterion(hpa, hpa_error, objectives.scale_out_within_s),
+        Criterion(
+            "error rate",
+            "PASS" if error_rate < objectives.max_error_rate else "FAIL",
+            f"{error_rate:.2%} of {stats.requests} requests",
+            f"under {objectives.max_error_rate:.2%}",
+        ),
+        Criterion(
+            "p95 latency",
+            "PASS" if stats.requests and stats.p95_ms < objectives.p95_ms else "FAIL",
+            f"{stats.p95_ms:.0f} ms",
+            f"under {objectives.p95_ms:.0f} ms",
+        ),
+    ]
+
+
+def overall(criteria: list[Criterion]) -> Status:
+    return "FAIL" if any(c.status == "FAIL" for c in criteria) else "PASS"
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def write_report(
+    report_dir: Path,
+    criteria: list[Criterion],
+    stats: LoadStats,
+    hpa: list[HpaSample] | None,
+    title: str,
+) -> tuple[Path, Path]:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    summary = report_dir / "summary.md"
+    lines = [
+        f"# Load test: {title}",
+        "",
+        f"**Verdict: {overall(criteria)}**",
+        "",
+        "| criterion | result | measured | objective |",
+        "| --- | --- | --- | --- |",
+        *[f"| {c.name} | {c.status} | {c.measured} | {c.objective} |" for c in criteria],
+        "",
+        f"Requests: {stats.requests}, failures: {stats.failures}, "
+        f"throughput: {stats.rps:.1f} req/s, p95: {stats.p95_ms:.0f} ms.",
+        "",
+        "Files: `locust.html`, `locust_stats.csv`, `locust_stats_history.csv`, "
+        "`locust_failures.csv`, `plot.png`.",
+    ]
+    summary.write_text("\n".join(lines) + "\n")
+    plot = report_dir / "plot.png"
+    _plot(plot, stats, hpa)
+    return summary, plot
+
+
+def _plot(path: Path, stats: LoadStats, hpa: list[HpaSample] | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(3, 1, figsize=(8, 7), sharex=True)
+    times = [s.elapsed_s for s in stats.history]
+    axes[0].plot(times, [s.rps for s in stats.history], color="tab:blue")
+    axes[0].set_ylabel("requests/s")
+    axes[1].plot(
+        times,
+        [s.p95_ms if s.p95_ms is not None else float("nan") for s in stats.history],
+        color="tab:red",
+    )
+    axes[1].set_ylabel("p95 (ms)")
+    if hpa:
+        axes[2].step(
+            [s.elapsed_s for s in hpa], [s.current for s in hpa], where="post", label="current"
+        )
+        axes[2].step(
+            [s.elapsed_s for s in hpa], [s.desired for s in hpa], where="post", label="desired"
+        )
+        axes[2].legend(loc="upper left")
+    else:
+        axes[2].text(
+            0.5,
+            0.5,
+            "no HPA watched (--no-hpa)",
+            ha="center",
+            va="center",
+            transform=axes[2].transAxes,
+        )
+    axes[2].set_ylabel("replicas")
+    axes[2].set_xlabel("seconds")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def run(
+    host: str,
+    users: int,
+    spawn_rate: float,
+    duration_s: int,
+    report_dir: Path,
+    objectives: Objectives,
+    hpa_api: Any | None,
+    log: Callable[[str], None] = print,
+) -> tuple[list[Criterion], Path]:
+    """Run the load (watching the HPA when an API is given), judge it and write the report."""
+    if hpa_api is None:
+        stats = run_locust(host, users, spawn_rate, duration_s, report_dir)
+        samples, error = None, None
+    else:
+        with HpaWatcher(hpa_api) as watcher:
+            log(f"watching HPA vaia/vaia-agent: {watcher.samples[0]}")
+            stats = run_locust(host, users, spawn_rate, duration_s, report_dir)
+        samples, error = watcher.samples, watcher.error
+    criteria = verdict(stats, objectives, samples, error)
+    summary, _ = write_report(
+        report_dir, criteria, stats, samples, f"{users} users for {duration_s} s on {host}"
+    )
+    return criteria, summary

@@ -1,0 +1,215 @@
+"""The verdict, the report writer, and the HPA watcher against a stand-in autoscaling/v2 API
+that the real Kubernetes client talks to."""
+
+import json
+import struct
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from devstack.loadtest import (
+    HpaSample,
+    HpaWatcher,
+    HpaWatchError,
+    LoadStats,
+    Objectives,
+    Sample,
+    autoscaling_api,
+    overall,
+    verdict,
+    write_report,
+)
+
+STATS = LoadStats(
+    requests=1000,
+    failures=3,
+    p95_ms=120,
+    rps=50,
+    history=[Sample(i, 10, 50.0, 120.0) for i in range(10)],
+)
+
+
+def samples(*desired: int) -> list[HpaSample]:
+    return [HpaSample(i * 10.0, d, d, 1, 4) for i, d in enumerate(desired)]
+
+
+@pytest.mark.unit
+def test_all_criteria_pass() -> None:
+    criteria = verdict(STATS, Objectives(), samples(1, 1, 3, 4))
+    assert [c.status for c in criteria] == ["PASS", "PASS", "PASS"]
+    assert criteria[0].measured == "desired 1 -> 3 at 20 s (peak 4)"
+
+
+@pytest.mark.unit
+def test_no_scale_out_fails() -> None:
+    criteria = verdict(STATS, Objectives(), samples(1, 1, 1))
+    assert criteria[0].status == "FAIL" and overall(criteria) == "FAIL"
+
+
+@pytest.mark.unit
+def test_scale_out_too_late_fails() -> None:
+    criteria = verdict(STATS, Objectives(scale_out_within_s=15), samples(1, 1, 3))
+    assert criteria[0].status == "FAIL"
+
+
+@pytest.mark.unit
+def test_skipped_is_never_passed() -> None:
+    criteria = verdict(STATS, Objectives(), None)
+    assert criteria[0].status == "SKIPPED"
+    assert overall(criteria) == "PASS"  # the measured criteria passed; autoscaling is only skipped
+
+
+@pytest.mark.unit
+def test_error_rate_and_latency_thresholds() -> None:
+    bad = LoadStats(requests=100, failures=2, p95_ms=700, rps=10)
+    criteria = verdict(bad, Objectives(max_error_rate=0.01, p95_ms=500), None)
+    assert [c.status for c in criteria[1:]] == ["FAIL", "FAIL"]
+    assert verdict(LoadStats(0, 0, 0, 0), Objectives(), None)[1].status == "FAIL"  # nothing ran
+
+
+@pytest.mark.unit
+def test_report_has_markdown_and_a_valid_png(tmp_path) -> None:
+    criteria = verdict(STATS, Objectives(), samples(1, 2, 3))
+    summary, plot = write_report(tmp_path, criteria, STATS, samples(1, 2, 3), "unit")
+    text = summary.read_text()
+    assert (
+        "**Verdict: PASS**" in text
+        and "| autoscaling | PASS | desired 1 -> 2 at 10 s (peak 3) |" in text
+    )
+    data = plot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (800, 700)
+
+
+class FakeAutoscaling:
+    """Serves GET .../namespaces/vaia/horizontalpodautoscalers/vaia-agent like the API server."""
+
+    def __init__(self, script: list[tuple[int, int]] | None = None, status: int = 200) -> None:
+        self.script = list(script or [])
+        self.status = status
+        self.requests: list[str] = []
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                standin.requests.append(self.path)
+                if standin.status != 200:
+                    body = {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "code": standin.status,
+                        "reason": "Forbidden",
+                        "message": "forbidden",
+                    }
+                    code = standin.status
+                elif (
+                    self.path
+                    != "/apis/autoscaling/v2/namespaces/vaia/horizontalpodautoscalers/vaia-agent"
+                ):
+                    body, code = {"kind": "Status", "code": 404, "reason": "NotFound"}, 404
+                else:
+                    current, desired = (
+                        standin.script.pop(0) if len(standin.script) > 1 else standin.script[0]
+                    )
+                    body, code = standin.hpa(current, desired), 200
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    @staticmethod
+    def hpa(current: int, desired: int) -> dict:
+        return {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "vaia-agent", "namespace": "vaia"},
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": "vaia-agent",
+                },
+                "minReplicas": 1,
+                "maxReplicas": 4,
+            },
+            "status": {"currentReplicas": current, "desiredReplicas": desired},
+        }
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def watch(fake: FakeAutoscaling, polls: int) -> HpaWatcher:
+    watcher = HpaWatcher(autoscaling_api(host=fake.url), interval_s=0.01)
+    with watcher:
+        while len(watcher.samples) < polls and watcher.error is None:
+            threading.Event().wait(0.01)
+    return watcher
+
+
+@pytest.mark.integration
+def test_watcher_sees_a_scale_out_and_the_verdict_passes() -> None:
+    fake = FakeAutoscaling([(1, 1), (1, 1), (1, 3), (3, 3)])
+    try:
+        watcher = watch(fake, polls=5)
+    finally:
+        fake.close()
+    assert [s.desired for s in watcher.samples[:4]] == [1, 1, 3, 3]
+    assert verdict(STATS, Objectives(), watcher.samples, watcher.error)[0].status == "PASS"
+
+
+@pytest.mark.integration
+def test_watcher_without_scale_out_fails_the_verdict() -> None:
+    fake = FakeAutoscaling([(1, 1)])
+    try:
+        watcher = watch(fake, polls=4)
+    finally:
+        fake.close()
+    assert verdict(STATS, Objectives(), watcher.samples, watcher.error)[0].status == "FAIL"
+
+
+@pytest.mark.integration
+def test_api_errors_are_a_clear_error() -> None:
+    fake = FakeAutoscaling([(1, 1)], status=403)
+    try:
+        with pytest.raises(HpaWatchError, match="cannot read HPA vaia/vaia-agent: 403 Forbidden"):
+            HpaWatcher(autoscaling_api(host=fake.url)).__enter__()
+    finally:
+        fake.close()
+
+
+@pytest.mark.integration
+def test_an_unreachable_api_is_a_clear_error() -> None:
+    from devstack.net import free_port
+
+    with pytest.raises(HpaWatchError, match="cannot reach the Kubernetes API"):
+        HpaWatcher(autoscaling_api(host=f"http://127.0.0.1:{free_port()}")).__enter__()
+
+
+@pytest.mark.integration
+def test_an_error_during_the_run_fails_the_criterion() -> None:
+    fake = FakeAutoscaling([(1, 1)])
+    watcher = HpaWatcher(autoscaling_api(host=fake.url), interval_s=0.01)
+    with watcher:
+        fake.status = 500
+        while watcher.error is None:
+            threading.Event().wait(0.01)
+    fake.close()
+    criterion = verdict(STATS, Objectives(), watcher.samples, watcher.error)[0]
+    assert criterion.status == "FAIL" and "500" in criterion.measured
