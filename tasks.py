@@ -30,10 +30,18 @@ from devstack.cluster import cluster_down as cluster_down_steps
 from devstack.cluster import cluster_up as cluster_up_steps
 from devstack.compose import Stack, prepare_images
 from devstack.console import console
+from devstack.deploy import DeployError, expected_context
+from devstack.deploy import deploy as deploy_overlay
+from devstack.deploy import rollback as rollback_rollout
 from devstack.docker import Docker, DockerError
-from devstack.images import SIZE_BUDGET_BYTES, build_image
+from devstack.images import SIZE_BUDGET_BYTES, build_image, git_state, image_tags
 from devstack.loadtest import Objectives
 from devstack.net import free_port
+from devstack.pipeline import Stage, run_stages, succeeded
+from devstack.registry import DEFAULT_REGISTRY, PushRefusedError
+from devstack.registry import push as push_image
+from devstack.scan import ScanError, ScanResult, run_gate
+from devstack.smoke import smoke_test
 from devstack.tools import TOOLS, MissingToolError, inspect, python_packages, require
 
 ROOT = Path(__file__).resolve().parent
@@ -432,6 +440,214 @@ def loadtest(
         raise Exit("load test failed", code=1)
 
 
+def _image_ref(docker: Docker, image: str) -> str:
+    """The image to act on: the given one, or this commit's `vaia-agent:sha-...` tag."""
+    if image:
+        return image
+    tag = image_tags(git_state(ROOT))[0]
+    if not docker.image_exists(tag):
+        raise Exit(f"{tag} does not exist: run `invoke build` first (or pass --image)", code=1)
+    return tag
+
+
+def _scan(
+    docker: Docker,
+    image: str,
+    vuln_report: str,
+    db_repository: str,
+    cache_dir: str,
+    skip_db_update: bool,
+) -> ScanResult:
+    image_id = str(docker.inspect(image)["Id"])
+    report_dir = ROOT / "reports" / "scan" / image_id.replace(":", "-")[:19]
+    result = run_gate(
+        ROOT,
+        image,
+        image_id,
+        report_dir,
+        vuln_report=Path(vuln_report) if vuln_report else None,
+        db_repository=db_repository or None,
+        cache_dir=Path(cache_dir) if cache_dir else None,
+        skip_db_update=skip_db_update,
+        log=console.print,
+    )
+    for finding in result.blocking:
+        where = f"{finding.kind} {finding.id} in {finding.target}"
+        console.print(f"  [red]{finding.severity}[/] {where}: {finding.title}")
+    console.print(f"reports: {report_dir} (JSON and SARIF)")
+    if not result.passed:
+        raise ScanError(f"{len(result.blocking)} blocking finding(s) in {image}")
+    console.print(f"[green]scan passed[/] for {image} ({image_id[:19]}); recorded")
+    return result
+
+
+SCAN_HELP = {
+    "image": "image to scan (default: this commit's vaia-agent:sha-... tag)",
+    "vuln_report": "a Trivy JSON report of vulnerabilities, made where the DB is reachable",
+    "db_repository": "a mirror of the Trivy vulnerability DB (OCI repository)",
+    "cache_dir": "a Trivy cache directory that already holds the DB",
+    "skip_db_update": "use the DB in --cache-dir as it is",
+}
+
+
+@task(help=SCAN_HELP)
+def scan(
+    c: Context,
+    image: str = "",
+    vuln_report: str = "",
+    db_repository: str = "",
+    cache_dir: str = "",
+    skip_db_update: bool = False,
+) -> None:
+    """The Trivy gate: vulnerabilities, misconfigurations and secrets; fails closed."""
+    docker = _docker()
+    try:
+        _scan(
+            docker, _image_ref(docker, image), vuln_report, db_repository, cache_dir, skip_db_update
+        )
+    except (ScanError, MissingToolError, DockerError) as exc:
+        raise Exit(f"scan gate: {exc}", code=1) from exc
+
+
+@task(
+    help={
+        "image": "image to push (default: this commit's sha tag)",
+        "registry": "default localhost:5001",
+    }
+)
+def push(c: Context, image: str = "", registry: str = "") -> None:
+    """Push a scanned image (refused without a passed scan); prints the reference by digest."""
+    docker = _docker()
+    try:
+        ref = push_image(
+            docker,
+            ROOT,
+            _image_ref(docker, image),
+            registry or os.environ.get("REGISTRY", DEFAULT_REGISTRY),
+        )
+    except (PushRefusedError, DockerError) as exc:
+        raise Exit(str(exc), code=1) from exc
+    console.print(f"pushed: {ref}", soft_wrap=True)  # one line: the CD workflow reads it
+
+
+DEPLOY_HELP = {
+    "image": "the immutable reference to deploy (a sha tag, a version or a digest)",
+    "overlay": "dev, ci or prod",
+    "context": "kube context (default: the one the overlay is meant for)",
+    "force": "deploy even to a context the overlay is not meant for",
+    "timeout": "rollout timeout (default 180s)",
+}
+
+
+@task(help=DEPLOY_HELP)
+def deploy(
+    c: Context,
+    image: str,
+    overlay: str = "ci",
+    context: str = "",
+    force: bool = False,
+    timeout: str = "180s",
+) -> None:
+    """Apply an overlay with the image pinned; wait for the rollout; undo it when it fails."""
+    tools = _tools()
+    tools.context = context or expected_context(overlay) or CONTEXT
+    _cluster_step(lambda: tools.preflight("kubectl"))
+    try:
+        deploy_overlay(tools, ROOT, overlay, image, force=force, timeout=timeout, log=console.print)
+    except (DeployError, CommandError) as exc:
+        raise Exit(str(exc), code=1) from exc
+
+
+@task(
+    help={
+        "context": "kube context (default kind-vaia)",
+        "to_revision": "a revision from `rollout history`",
+    }
+)
+def rollback(c: Context, context: str = "", to_revision: int = 0) -> None:
+    """Undo the agent's last rollout (or go back to --to-revision) and wait for it."""
+    tools = _tools()
+    tools.context = context or CONTEXT
+    _cluster_step(lambda: rollback_rollout(tools, to_revision or None))
+
+
+CD_HELP = {
+    "overlay": "where to deploy: dev, ci or prod",
+    "registry": "where to push (default $REGISTRY or localhost:5001)",
+    "offline": "build on the stand-in bases",
+    "vuln_report": "a Trivy vulnerability report for the scan gate (see invoke --help scan)",
+    "test_marker": "the pytest tiers of the test stage (default: unit or static)",
+    "context": "kube context for deploy and smoke test",
+    "dry_run": "print the plan; run nothing",
+}
+
+
+@task(help=CD_HELP)
+def cd(
+    c: Context,
+    overlay: str = "ci",
+    registry: str = "",
+    offline: bool = False,
+    vuln_report: str = "",
+    test_marker: str = "unit or static",
+    context: str = "",
+    dry_run: bool = False,
+) -> None:
+    """test -> build -> scan -> push -> deploy -> smoke test, each a hard gate, then a summary."""
+    registry = registry or os.environ.get("REGISTRY", DEFAULT_REGISTRY)
+    state: dict[str, str] = {}
+    tools = _tools()
+    tools.context = context or expected_context(overlay) or CONTEXT
+
+    def run_tests() -> str:
+        c.run(f"{PY} -m pytest -q -m {shlex.quote(test_marker)}", pty=False)
+        return f"pytest -m '{test_marker}'"
+
+    def build_stage() -> str:
+        result = build_image(_docker(), ROOT, offline=offline, log=console.print)
+        state["image"] = result.tags[0]
+        return f"{result.tags[0]}, {result.size_bytes / 1e6:.1f} MB"
+
+    def scan_stage() -> str:
+        _scan(_docker(), state["image"], vuln_report, "", "", False)
+        return "no blocking finding"
+
+    def push_stage() -> str:
+        state["ref"] = push_image(_docker(), ROOT, state["image"], registry)
+        return state["ref"]
+
+    def deploy_stage() -> str:
+        deploy_overlay(tools, ROOT, overlay, state["ref"], log=console.print)
+        return f"overlay {overlay} on {tools.context}"
+
+    def smoke_stage() -> str:
+        with port_forward(tools, "vaia-agent", free_port()) as url:
+            return smoke_test(url)
+
+    stages = [
+        Stage("test", f"pytest -m '{test_marker}'", run_tests),
+        Stage("build", "invoke build" + (" --offline" if offline else ""), build_stage),
+        Stage("scan", "invoke scan (Trivy gate)", scan_stage),
+        Stage("push", f"invoke push --registry {registry}", push_stage),
+        Stage(
+            "deploy", f"invoke deploy --overlay {overlay} --context {tools.context}", deploy_stage
+        ),
+        Stage("smoke", "GET /ready, POST /v1/agent/infer through a port-forward", smoke_stage),
+    ]
+    results = run_stages(stages, dry_run=dry_run, log=console.print)
+    table = Table(
+        title="cd" + (" (dry run: nothing was run)" if dry_run else ""), title_justify="left"
+    )
+    for column in ("stage", "result", "duration", "detail"):
+        table.add_column(column)
+    for r in results:
+        color = {"passed": "green", "FAILED": "red", "not run": "dim", "planned": "cyan"}[r.outcome]
+        table.add_row(r.name, f"[{color}]{r.outcome}[/]", f"{r.seconds:.1f} s", r.detail)
+    console.print(table)
+    if not succeeded(results):
+        raise Exit("cd stopped at a failed gate", code=1)
+
+
 def preflight(name: str) -> str:
     """Path of a tool, or a clean exit with the line that says how to install it."""
     try:
@@ -447,5 +663,6 @@ compose = Collection("compose")
 compose.add_task(compose_up, "up")
 compose.add_task(compose_down, "down")
 ns = Collection(
-    dev, test, lint, doctor, seed, lock, build, bench, loadtest, up, down, cluster, compose
-)
+    dev, test, lint, doctor, seed, lock, build, scan, push, deploy, rollback, cd, bench, loadtest,
+    up, down, cluster, compose,
+)  # fmt: skip

@@ -94,6 +94,7 @@ class Shell:
 class Tools:
     runner: Runner
     resolve: Callable[[str], str] = require
+    context: str = CONTEXT  # every kubectl call names it: never whatever is current
     _paths: dict[str, str] = field(default_factory=dict)
 
     def preflight(self, *names: str) -> None:
@@ -129,7 +130,7 @@ class Tools:
         return self.run("kind", *args, check=check)
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> Result:
-        return self.run("kubectl", "--context", CONTEXT, *args, check=check, stdin=stdin)
+        return self.run("kubectl", "--context", self.context, *args, check=check, stdin=stdin)
 
 
 def ensure_registry(tools: Tools, log: Callable[[str], None]) -> None:

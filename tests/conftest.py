@@ -90,6 +90,19 @@ def redis_server(redis_process: RedisProcess) -> RedisProcess:
     return redis_process
 
 
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """An empty Redis for tests that need one but never take it away: the CI service container
+    when $VAIA_TEST_REDIS_URL names one, else the suite's own redis-server."""
+    import os
+
+    import redis
+
+    url = os.environ.get("VAIA_TEST_REDIS_URL") or request.getfixturevalue("redis_server").url
+    redis.Redis.from_url(url).flushall()
+    return url
+
+
 @pytest.fixture(scope="session")
 def chroma_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaProcess]:
     proc = ChromaProcess(tmp_path_factory.mktemp("chroma"))

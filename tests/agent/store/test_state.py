@@ -21,8 +21,8 @@ async def state(request, make_settings):
     if request.param == "memory":
         yield MemoryState(make_settings(**settings_kw))
         return
-    redis_server = request.getfixturevalue("redis_server")
-    store = RedisState(make_settings(redis_url=redis_server.url, **settings_kw), Metrics())
+    url = request.getfixturevalue("redis_url")
+    store = RedisState(make_settings(redis_url=url, **settings_kw), Metrics())
     yield store
     await store.aclose()
 
@@ -62,8 +62,8 @@ async def test_rate_limit_counts_per_client(state) -> None:
 
 
 @pytest.mark.integration
-async def test_redis_shares_state_between_replicas(redis_server, make_settings) -> None:
-    settings = make_settings(redis_url=redis_server.url)
+async def test_redis_shares_state_between_replicas(redis_url, make_settings) -> None:
+    settings = make_settings(redis_url=redis_url)
     one, two = RedisState(settings, Metrics()), RedisState(settings, Metrics())
     try:
         await one.set_cached("k", {"v": 1})

@@ -1,0 +1,125 @@
+"""`invoke deploy` and `invoke rollback`: render an overlay with the image pinned, apply it, wait
+for the rollout, and undo it when it fails. Every command goes through `Tools` (recordable)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devstack import manifests
+from devstack.cluster import CONTEXT, NAMESPACE, CommandError, Tools
+from devstack.secrets import write_secrets_env
+
+AGENT_IMAGE_NAME = "vaia-agent"
+# The context each overlay is meant for; prod names its own through $VAIA_PROD_CONTEXT.
+EXPECTED_CONTEXTS = {"dev": CONTEXT, "ci": CONTEXT}
+IMMUTABLE = re.compile(
+    r"(:sha-[0-9a-f]{7}(-dirty)?|:\d+\.\d+\.\d+[0-9A-Za-z.+-]*|@sha256:[0-9a-f]{64})$"
+)
+
+
+class DeployError(RuntimeError):
+    pass
+
+
+def expected_context(overlay: str) -> str | None:
+    if overlay == "prod":
+        return os.environ.get("VAIA_PROD_CONTEXT")
+    return EXPECTED_CONTEXTS.get(overlay)
+
+
+def check_context(overlay: str, context: str, force: bool) -> None:
+    expected = expected_context(overlay)
+    if overlay not in manifests.OVERLAYS:
+        raise DeployError(f"unknown overlay {overlay!r}: one of {', '.join(manifests.OVERLAYS)}")
+    if force or context == expected:
+        return
+    hint = (
+        "set VAIA_PROD_CONTEXT"
+        if overlay == "prod" and expected is None
+        else f"expected {expected!r}"
+    )
+    raise DeployError(
+        f"refusing to deploy overlay {overlay} to context {context!r} ({hint}); --force overrides"
+    )
+
+
+def pin_image(objs: list[dict[str, Any]], image: str) -> list[dict[str, Any]]:
+    """Point every container that runs the agent image at `image` (a tag or a digest)."""
+    if not IMMUTABLE.search(image):
+        raise DeployError(
+            f"{image} is not immutable: deploy a sha-<git sha> tag, a release version or a digest"
+        )
+    for workload in manifests.workloads(objs):
+        spec = manifests.pod_spec(workload)
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            base = container["image"].rsplit("/", 1)[-1].split("@")[0].split(":")[0]
+            if base == AGENT_IMAGE_NAME:
+                container["image"] = image
+    return objs
+
+
+def deploy(
+    tools: Tools,
+    root: Path,
+    overlay: str,
+    image: str,
+    *,
+    force: bool = False,
+    timeout: str = "180s",
+    log: Callable[[str], None] = print,
+) -> None:
+    check_context(overlay, tools.context, force)
+    write_secrets_env(root / "k8s" / "base" / "secrets.env")  # from $GEMINI_API_KEY, never echoed
+    objs = pin_image(manifests.render(root, overlay), image)
+    tools.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objs))
+    log(f"applied overlay {overlay} with {image} to {tools.context}")
+    status = tools.kubectl(
+        "-n",
+        NAMESPACE,
+        "rollout",
+        "status",
+        "deployment/vaia-agent",
+        f"--timeout={timeout}",
+        check=False,
+    )
+    if status.returncode == 0:
+        log("rollout complete")
+        return
+    log("rollout failed: undoing it")
+    tools.kubectl("-n", NAMESPACE, "rollout", "undo", "deployment/vaia-agent")
+    tools.kubectl(
+        "-n",
+        NAMESPACE,
+        "rollout",
+        "status",
+        "deployment/vaia-agent",
+        f"--timeout={timeout}",
+        check=False,
+    )
+    raise DeployError(
+        f"rollout of {image} failed and was rolled back: {status.stderr.strip()[-500:]}"
+    )
+
+
+def rollback(tools: Tools, to_revision: int | None = None, timeout: str = "180s") -> None:
+    args = ["-n", NAMESPACE, "rollout", "undo", "deployment/vaia-agent"]
+    if to_revision:
+        args.append(f"--to-revision={to_revision}")
+    tools.kubectl(*args)
+    done = tools.kubectl(
+        "-n",
+        NAMESPACE,
+        "rollout",
+        "status",
+        "deployment/vaia-agent",
+        f"--timeout={timeout}",
+        check=False,
+    )
+    if done.returncode != 0:
+        raise CommandError(f"rollback did not complete: {done.stderr.strip()[-500:]}")

@@ -1,0 +1,136 @@
+"""invoke deploy / rollback / cd with every kubectl call recorded."""
+
+import pytest
+from invoke import Exit, MockContext
+from invoke import Result as InvokeResult
+
+from devstack.cluster import Result, Tools
+from devstack.deploy import DeployError, check_context, deploy, pin_image, rollback
+from devstack.manifests import render
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.unit
+IMAGE = "ghcr.io/vaia-devstack/vaia-agent@sha256:" + "a" * 64
+
+
+class Kubectl:
+    def __init__(self, rollout_ok: bool = True) -> None:
+        self.rollout_ok = rollout_ok
+        self.calls: list[list[str]] = []
+        self.applied = ""
+
+    def __call__(self, argv, *, check=True, stdin=None, capture=True) -> Result:
+        args = list(argv[1:])
+        self.calls.append(args)
+        if args[2:4] == ["apply", "-f"]:
+            self.applied = stdin
+        if (
+            "status" in args
+            and not self.rollout_ok
+            and not any("undo" in " ".join(c) for c in self.calls)
+        ):
+            return Result(1, "", "deadline exceeded")
+        return Result(0)
+
+
+def tools(kubectl: Kubectl) -> Tools:
+    return Tools(kubectl, lambda name: f"/fake/{name}", context="kind-vaia")
+
+
+def test_a_good_rollout_applies_the_pinned_image(tmp_path) -> None:
+    kubectl = Kubectl()
+    deploy(tools(kubectl), ROOT, "ci", IMAGE, log=lambda _: None)
+    assert [c[2:] for c in kubectl.calls] == [
+        ["apply", "-f", "-"],
+        ["-n", "vaia", "rollout", "status", "deployment/vaia-agent", "--timeout=180s"],
+    ]
+    assert all(c[:2] == ["--context", "kind-vaia"] for c in kubectl.calls)
+    assert f"image: {IMAGE}" in kubectl.applied
+    assert "image: localhost:5001/vaia-agent:sha-0000000" not in kubectl.applied
+
+
+def test_a_failed_rollout_is_undone_and_fails() -> None:
+    kubectl = Kubectl(rollout_ok=False)
+    with pytest.raises(DeployError, match="failed and was rolled back"):
+        deploy(tools(kubectl), ROOT, "ci", IMAGE, log=lambda _: None)
+    assert [c[2:] for c in kubectl.calls] == [
+        ["apply", "-f", "-"],
+        ["-n", "vaia", "rollout", "status", "deployment/vaia-agent", "--timeout=180s"],
+        ["-n", "vaia", "rollout", "undo", "deployment/vaia-agent"],
+        ["-n", "vaia", "rollout", "status", "deployment/vaia-agent", "--timeout=180s"],
+    ]
+
+
+def test_mutable_images_are_refused() -> None:
+    objs = render(ROOT, "ci")
+    for image in ("vaia-agent:latest", "vaia-agent", "ghcr.io/x/vaia-agent:main"):
+        with pytest.raises(DeployError, match="not immutable"):
+            pin_image(objs, image)
+    assert pin_image(objs, "vaia-agent:sha-0123456")
+    assert pin_image(objs, "vaia-agent:1.2.3")
+
+
+def test_the_wrong_context_is_refused_unless_forced(monkeypatch) -> None:
+    with pytest.raises(DeployError, match="refusing to deploy overlay ci to context 'prod-eu'"):
+        check_context("ci", "prod-eu", force=False)
+    check_context("ci", "prod-eu", force=True)
+    monkeypatch.delenv("VAIA_PROD_CONTEXT", raising=False)
+    with pytest.raises(DeployError, match="set VAIA_PROD_CONTEXT"):
+        check_context("prod", "kind-vaia", force=False)
+    monkeypatch.setenv("VAIA_PROD_CONTEXT", "prod-eu")
+    check_context("prod", "prod-eu", force=False)
+    with pytest.raises(DeployError, match="unknown overlay"):
+        check_context("staging", "kind-vaia", force=True)
+
+
+def test_rollback_undoes_and_waits() -> None:
+    kubectl = Kubectl()
+    rollback(tools(kubectl), to_revision=3)
+    assert [c[2:] for c in kubectl.calls] == [
+        ["-n", "vaia", "rollout", "undo", "deployment/vaia-agent", "--to-revision=3"],
+        ["-n", "vaia", "rollout", "status", "deployment/vaia-agent", "--timeout=180s"],
+    ]
+
+
+def test_cd_dry_run_runs_nothing(monkeypatch, capsys) -> None:
+    import tasks
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the dry run ran something")
+
+    for name in (
+        "_docker",
+        "build_image",
+        "push_image",
+        "deploy_overlay",
+        "run_gate",
+        "smoke_test",
+    ):
+        monkeypatch.setattr(tasks, name, forbidden)
+    c = MockContext()
+    tasks.cd(c, dry_run=True)
+    out = capsys.readouterr().out
+    for stage in ("test", "build", "scan", "push", "deploy", "smoke"):
+        assert stage in out
+    assert "planned" in out and "nothing was run" in out
+
+
+def test_cd_stops_at_the_first_failed_gate(monkeypatch, capsys) -> None:
+    import tasks
+
+    ran = []
+
+    def failing_build(*args, **kwargs):
+        ran.append("build")
+        raise RuntimeError("build broke")
+
+    monkeypatch.setattr(tasks, "build_image", failing_build)
+    monkeypatch.setattr(tasks, "_docker", lambda: None)
+    for name in ("push_image", "deploy_overlay", "run_gate", "smoke_test"):
+        monkeypatch.setattr(tasks, name, lambda *a, name=name, **k: ran.append(name))
+    c = MockContext(run=InvokeResult(), repeat=True)
+    with pytest.raises(Exit):
+        tasks.cd(c)
+    assert ran == ["build"]
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "not run" in out
