@@ -11,7 +11,8 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,100 +267,49 @@ def start_server(
     raise TimeoutError(f"{' '.join(argv)} not ready in {timeout}s")
 
 
+@contextmanager
+def serving(argv: list[str], ready_path: str, env: dict[str, str]) -> Iterator[tuple[str, float]]:
+    """A server process on a free loopback port (passed as $PORT and `{port}` in argv) for the
+    block: yields its URL and how long it took to be ready."""
+    port = free_port()
+    argv = [arg.replace("{port}", str(port)) for arg in argv]
+    process, ready_after = start_server(argv, port, ready_path, {**env, "PORT": str(port)})
+    try:
+        yield f"http://127.0.0.1:{port}", ready_after
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 def service_bench(
     root: Path, seconds: int = 5, connections: int = 8
 ) -> tuple[list[Throughput], float]:
     """Cache hit, cache miss and the bare baseline, each on its own uvicorn process started the
     same way; plus `invoke dev`'s start-up time to a seeded knowledge base."""
-    results = []
+    load = {"connections": connections, "seconds": seconds}
+    question = "How do I roll back a Deployment?"
+    hello = [sys.executable, "-m", "uvicorn", "devstack.hello:app", "--host", "127.0.0.1"]
+    hello += ["--port", "{port}", "--no-access-log", "--log-level", "warning"]
     with tempfile.TemporaryDirectory() as tmp:
-        agent_env = {
-            "CHROMA_PATH": f"{tmp}/chroma",
-            "LLM_PROVIDER": "offline",
-            "LOG_LEVEL": "warning",
+        env = {"CHROMA_PATH": f"{tmp}/chroma", "LLM_PROVIDER": "offline", "LOG_LEVEL": "warning"}
+        env |= {
             "RATE_LIMIT_PER_MINUTE": "0",
             "HOST": "127.0.0.1",
             "GEMINI_API_KEY": "",
             "REDIS_URL": "",
         }
-        port = free_port()
-        baseline, _ = start_server(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "devstack.hello:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            port,
-            "/docs",
-            {},
-        )
-        try:
-            results.append(
-                wrk(
-                    f"http://127.0.0.1:{port}",
-                    "/hello",
-                    "bare uvicorn + FastAPI hello",
-                    connections=connections,
-                    seconds=seconds,
-                )
-            )
-        finally:
-            baseline.terminate()
-            baseline.wait(10)
-        port = free_port()
-        agent, _ = start_server(
-            [sys.executable, "-m", "agent", "serve"],
-            port,
-            "/ready",
-            {**agent_env, "PORT": str(port)},
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            question = "How do I roll back a Deployment?"
+        with serving(hello, "/docs", {}) as (url, _):
+            results = [wrk(url, "/hello", "bare uvicorn + FastAPI hello", **load)]
+        with serving([sys.executable, "-m", "agent", "serve"], "/ready", env) as (url, _):
             httpx.post(
                 url + "/v1/agent/infer", json={"query": question}, timeout=10
-            )  # warm the cache
-            results.append(
-                wrk(
-                    url,
-                    "/v1/agent/infer",
-                    "infer, cache hit",
-                    query=question,
-                    connections=connections,
-                    seconds=seconds,
-                )
-            )
-            results.append(
-                wrk(
-                    url,
-                    "/v1/agent/infer",
-                    "infer, cache miss",
-                    query="How do I roll back a Deployment",
-                    unique=True,
-                    connections=connections,
-                    seconds=seconds,
-                )
-            )
-        finally:
-            agent.terminate()
-            agent.wait(10)
-        port = free_port()
-        dev, startup = start_server(
-            [sys.executable, "-m", "invoke", "dev", "--port", str(port)],
-            port,
-            "/ready",
-            {**agent_env, "CHROMA_PATH": f"{tmp}/dev-chroma"},
-        )
-        dev.terminate()
-        dev.wait(10)
+            )  # fill the cache
+            results.append(wrk(url, "/v1/agent/infer", "infer, cache hit", query=question, **load))
+            miss = "infer, cache miss"
+            results.append(wrk(url, "/v1/agent/infer", miss, query=question, unique=True, **load))
+        dev = [sys.executable, "-m", "invoke", "dev", "--port", "{port}"]
+        with serving(dev, "/ready", {**env, "CHROMA_PATH": f"{tmp}/dev-chroma"}) as (_, startup):
+            pass
     return results, startup
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from devstack import manifests
-from devstack.cluster import CONTEXT, NAMESPACE, CommandError, Tools
+from devstack.cluster import CONTEXT, NAMESPACE, CommandError, Result, Tools
 from devstack.secrets import write_secrets_env
 
 AGENT_IMAGE_NAME = "vaia-agent"
@@ -79,47 +79,36 @@ def deploy(
     objs = pin_image(manifests.render(root, overlay), image)
     tools.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objs))
     log(f"applied overlay {overlay} with {image} to {tools.context}")
-    status = tools.kubectl(
-        "-n",
-        NAMESPACE,
-        "rollout",
-        "status",
-        "deployment/vaia-agent",
-        f"--timeout={timeout}",
-        check=False,
-    )
+    status = _rollout(tools, "status", timeout)
     if status.returncode == 0:
         log("rollout complete")
         return
     log("rollout failed: undoing it")
-    tools.kubectl("-n", NAMESPACE, "rollout", "undo", "deployment/vaia-agent")
-    tools.kubectl(
-        "-n",
-        NAMESPACE,
-        "rollout",
-        "status",
-        "deployment/vaia-agent",
-        f"--timeout={timeout}",
-        check=False,
-    )
+    _rollout(tools, "undo", check=True)
+    _rollout(tools, "status", timeout)
     raise DeployError(
         f"rollout of {image} failed and was rolled back: {status.stderr.strip()[-500:]}"
     )
 
 
 def rollback(tools: Tools, to_revision: int | None = None, timeout: str = "180s") -> None:
-    args = ["-n", NAMESPACE, "rollout", "undo", "deployment/vaia-agent"]
-    if to_revision:
-        args.append(f"--to-revision={to_revision}")
-    tools.kubectl(*args)
-    done = tools.kubectl(
-        "-n",
-        NAMESPACE,
-        "rollout",
-        "status",
-        "deployment/vaia-agent",
-        f"--timeout={timeout}",
-        check=False,
+    _rollout(
+        tools, "undo", extra=[f"--to-revision={to_revision}"] if to_revision else [], check=True
     )
+    done = _rollout(tools, "status", timeout)
     if done.returncode != 0:
         raise CommandError(f"rollback did not complete: {done.stderr.strip()[-500:]}")
+
+
+def _rollout(
+    tools: Tools,
+    verb: str,
+    timeout: str | None = None,
+    extra: list[str] | None = None,
+    check: bool = False,
+) -> Result:
+    """`kubectl rollout <verb> deployment/vaia-agent` in the namespace (status waits, bounded)."""
+    args = ["-n", NAMESPACE, "rollout", verb, "deployment/vaia-agent", *(extra or [])]
+    if timeout:
+        args.append(f"--timeout={timeout}")
+    return tools.kubectl(*args, check=check)

@@ -16,7 +16,7 @@ from invoke import Exit, MockContext, Result
 
 import tasks
 from devstack import tools as devtools
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import agent_environment, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,12 +116,7 @@ def test_invoke_dev_serves_seeds_and_reloads_on_code_changes(tmp_path) -> None:
             project.mkdir(exist_ok=True)
             shutil.copy(source, project / item)
     port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("GEMINI_API_KEY", "REDIS_URL", "CHROMA_HOST")
-    }
-    env["PYTHONPATH"] = str(project)
+    env = agent_environment(PYTHONPATH=str(project))
     started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "invoke", "dev", "--port", str(port)],

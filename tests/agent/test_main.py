@@ -1,7 +1,6 @@
 """The real process: `python -m agent serve` and `python -m agent seed`."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,22 +10,14 @@ import time
 import httpx
 import pytest
 
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import agent_environment, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
 
 def _env(tmp_path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("GEMINI_API_KEY", "REDIS_URL", "CHROMA_HOST")
-    }
-    env.update(
-        {"CHROMA_PATH": str(tmp_path / "chroma"), "HOST": "127.0.0.1", "LLM_PROVIDER": "offline"}
-    )
-    env.update(extra)
-    return env
+    base = {"CHROMA_PATH": str(tmp_path / "chroma"), "HOST": "127.0.0.1", "LLM_PROVIDER": "offline"}
+    return agent_environment(**{**base, **extra})
 
 
 def test_sigterm_drains_in_flight_requests_then_exits_cleanly(tmp_path) -> None:

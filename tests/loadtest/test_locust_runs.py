@@ -1,7 +1,6 @@
 """Short headless locust runs (bounded to 8 s each) against a real agent on 127.0.0.1, and the
 verdict computed from their real statistics: a passing run and two failing ones."""
 
-import os
 import subprocess
 import sys
 
@@ -9,18 +8,14 @@ import httpx
 import pytest
 
 from devstack.loadtest import Objectives, overall, run
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import agent_environment, free_port, wait_until
 
 pytestmark = pytest.mark.load
 
 
 def start_agent(tmp_path, **env: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    environment = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("GEMINI_API_KEY", "REDIS_URL", "CHROMA_HOST")
-    }
+    environment = agent_environment()
     environment.update(
         {
             "CHROMA_PATH": str(tmp_path / "chroma"),

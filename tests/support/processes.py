@@ -16,7 +16,17 @@ import httpx
 from devstack.net import free_port
 from devstack.tools import require
 
-__all__ = ["ChromaProcess", "RedisProcess", "free_port", "wait_until"]
+__all__ = ["ChromaProcess", "RedisProcess", "agent_environment", "free_port", "wait_until"]
+
+
+def agent_environment(**overrides: str) -> dict[str, str]:
+    """This process's environment for a child agent, without a developer's keys and stores."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("GEMINI_API_KEY", "REDIS_URL", "CHROMA_HOST")
+    }
+    return {**env, **overrides}
 
 
 def wait_until(check: object, timeout: float, what: str) -> None:
