@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import date
 
 import httpx
@@ -58,6 +59,18 @@ def gate(image, image_id, tmp_path, report="trivy-vuln-clean.json", **kwargs):
     )
 
 
+@contextmanager
+def derived_image(docker, context, dockerfile: str):
+    """A throwaway image on top of the offline one, under a fresh sha- tag; removed afterwards."""
+    (context / "Dockerfile").write_text(dockerfile)
+    tag = f"vaia-agent:sha-{os.urandom(4).hex()[:7]}"
+    docker.build(context, tags=[tag])
+    try:
+        yield tag
+    finally:
+        docker.run(["rmi", "-f", tag], check=False)
+
+
 def test_scan_push_and_pull_back_by_digest(docker, offline_image, registry, tmp_path) -> None:
     image_id = docker.inspect(offline_image)["Id"]
     result = gate(offline_image, image_id, tmp_path)
@@ -83,24 +96,16 @@ def test_scan_push_and_pull_back_by_digest(docker, offline_image, registry, tmp_
 
 
 def test_an_unscanned_image_cannot_be_pushed(docker, offline_image, registry, tmp_path) -> None:
-    (tmp_path / "Dockerfile").write_text(f"FROM {offline_image}\nLABEL unscanned=true\n")
-    tag = f"vaia-agent:sha-{os.urandom(4).hex()[:7]}"
-    docker.build(tmp_path, tags=[tag])
-    try:
+    with derived_image(docker, tmp_path, f"FROM {offline_image}\nLABEL unscanned=true\n") as tag:
         with pytest.raises(PushRefusedError, match="has no passed scan"):
             push(docker, ROOT, tag, registry)
         assert tag.split(":")[1] not in tags_in(registry)
-    finally:
-        docker.run(["rmi", "-f", tag], check=False)
 
 
 def test_a_high_vulnerability_stops_the_chain_before_push(
     docker, offline_image, registry, tmp_path
 ) -> None:
-    (tmp_path / "Dockerfile").write_text(f"FROM {offline_image}\nLABEL vulnerable=true\n")
-    tag = f"vaia-agent:sha-{os.urandom(4).hex()[:7]}"
-    docker.build(tmp_path, tags=[tag])
-    try:
+    with derived_image(docker, tmp_path, f"FROM {offline_image}\nLABEL vulnerable=true\n") as tag:
         image_id = docker.inspect(tag)["Id"]
         result = gate(tag, image_id, tmp_path, report="trivy-vuln-report.json")
         assert not result.passed and [f.id for f in result.blocking] == ["CVE-2099-0001"]
@@ -108,26 +113,21 @@ def test_a_high_vulnerability_stops_the_chain_before_push(
         with pytest.raises(PushRefusedError):
             push(docker, ROOT, tag, registry)
         assert tag.split(":")[1] not in tags_in(registry)
-    finally:
-        docker.run(["rmi", "-f", tag], check=False)
 
 
 def test_a_planted_secret_stops_the_chain_before_push(
     docker, offline_image, registry, tmp_path
 ) -> None:
-    (tmp_path / "Dockerfile").write_text(f"FROM {offline_image}\nCOPY token.txt /app/token.txt\n")
     (tmp_path / "token.txt").write_text(
         "github_token = ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8" + "\n"
     )
-    tag = f"vaia-agent:sha-{os.urandom(4).hex()[:7]}"
-    docker.build(tmp_path, tags=[tag])
-    try:
+    with derived_image(
+        docker, tmp_path, f"FROM {offline_image}\nCOPY token.txt /app/token.txt\n"
+    ) as tag:
         result = gate(tag, docker.inspect(tag)["Id"], tmp_path)
         assert not result.passed and [f.kind for f in result.blocking] == ["secret"]
         with pytest.raises(PushRefusedError):
             push(docker, ROOT, tag, registry)
-    finally:
-        docker.run(["rmi", "-f", tag], check=False)
 
 
 def test_an_expired_trivyignore_entry_fails_the_gate(docker, offline_image, tmp_path) -> None:
