@@ -648,14 +648,6 @@ def cd(
         raise Exit("cd stopped at a failed gate", code=1)
 
 
-def preflight(name: str) -> str:
-    """Path of a tool, or a clean exit with the line that says how to install it."""
-    try:
-        return require(name)
-    except MissingToolError as exc:
-        raise Exit(str(exc), code=127) from exc
-
-
 cluster = Collection("cluster")
 cluster.add_task(cluster_up, "up")
 cluster.add_task(cluster_down, "down")

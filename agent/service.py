@@ -32,7 +32,7 @@ from agent.llm.base import (
 )
 from agent.llm.offline import NO_SOURCES_ANSWER, OfflineProvider
 from agent.metrics import Metrics
-from agent.prompts import build_prompt, clean
+from agent.prompts import Prompt, build_prompt, clean
 from agent.store.state import State
 from agent.store.vector import KnowledgeStore, StoreUnavailableError
 from agent.tools import ToolContext, ToolRegistry
@@ -186,7 +186,7 @@ class AgentService:
         return response
 
     async def _complete(
-        self, prompt: Any, ctx: ToolContext, degraded: list[str]
+        self, prompt: Prompt, ctx: ToolContext, degraded: list[str]
     ) -> tuple[Completion, LLMProvider]:
         started = time.perf_counter()
         outcome = "ok"

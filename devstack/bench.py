@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from devstack.docker import Docker
-from devstack.images import base_build_args, build_image, copy_context, pip_ca_file
+from devstack.images import base_build_args, build_image, cached_steps, copy_context, pip_ca_file
 from devstack.net import free_port
 from devstack.tools import require
 
@@ -166,8 +166,6 @@ class LiveUpdateEmulator:
 def image_bench(
     docker: Docker, root: Path, offline: bool, log: Callable[[str], None] = print
 ) -> ImageBench:
-    from devstack.images import cached_steps
-
     args = base_build_args(docker, offline, log)  # stand-in bases are prepared, not timed
     log("cold build (no cache)")
     started = time.perf_counter()

@@ -16,6 +16,7 @@ from invoke import Exit, MockContext, Result
 
 import tasks
 from devstack import tools as devtools
+from devstack.tools import require
 from tests.support.processes import agent_environment, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +91,7 @@ def test_doctor_lists_every_tool_and_strict_fails_on_missing(c, monkeypatch, cap
 def test_preflight_exit_says_what_to_install(monkeypatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(Exit) as info:
-        tasks.preflight("kind")
+        tasks._cluster_step(lambda: require("kind"))
     assert info.value.code == 127
     assert "kind not found: go install sigs.k8s.io/kind@latest" in str(info.value.message)
 
