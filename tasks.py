@@ -15,7 +15,13 @@ from invoke import Collection, Context, Exit, task
 from rich.table import Table
 
 from devstack import loadtest as loadtest_mod
-from devstack.bench import LiveUpdateEmulator, image_bench, service_bench, write_benchmarks_md
+from devstack.bench import (
+    LiveUpdateEmulator,
+    dependency_change,
+    image_bench,
+    service_bench,
+    write_benchmarks_md,
+)
 from devstack.cluster import (
     CONTEXT,
     REGISTRY_HOST_PORT,
@@ -41,6 +47,7 @@ from devstack.pipeline import Stage, run_stages, succeeded
 from devstack.registry import DEFAULT_REGISTRY, PushRefusedError
 from devstack.registry import push as push_image
 from devstack.scan import ScanError, ScanResult, run_gate
+from devstack.secrets import SecretError
 from devstack.smoke import smoke_test
 from devstack.tools import TOOLS, MissingToolError, inspect, python_packages, require
 
@@ -329,12 +336,18 @@ def _bench_live_update(docker: Docker, offline: bool, edits: int = 5) -> None:
     image = build_image(docker, ROOT, offline=offline, target="dev", log=console.print).tags[0]
     with LiveUpdateEmulator(docker, image, free_port()) as pod:
         times = sorted(pod.edit_and_wait(ROOT).edit_to_serve_seconds for _ in range(edits))
-    table = Table(title="live update (emulated Tilt sync into the dev image)", title_justify="left")
+    change = dependency_change(docker, ROOT, offline, free_port(), log=console.print)
+    table = Table(title="the inner loop (Tilt, emulated on the dev image)", title_justify="left")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("edits", str(edits))
-    table.add_row("edit-to-serve, median", f"{times[len(times) // 2]:.2f} s")
-    table.add_row("edit-to-serve, worst", f"{times[-1]:.2f} s")
+    table.add_column("goal", justify="right")
+    table.add_row(
+        "code edit -> served (live update), median", f"{times[len(times) // 2]:.2f} s", "<= 1 s"
+    )
+    table.add_row(f"code edit -> served, worst of {edits}", f"{times[-1]:.2f} s", "")
+    table.add_row("dependency change -> new image serving", f"{change.total_seconds:.1f} s", "")
+    table.add_row("  of which: dev image rebuild", f"{change.rebuild_seconds:.1f} s", "")
+    table.add_row("  of which: new pod until it serves", f"{change.serve_seconds:.1f} s", "")
     console.print(table)
 
 
@@ -554,7 +567,7 @@ def deploy(
     _cluster_step(lambda: tools.preflight("kubectl"))
     try:
         deploy_overlay(tools, ROOT, overlay, image, force=force, timeout=timeout, log=console.print)
-    except (DeployError, CommandError) as exc:
+    except (DeployError, CommandError, SecretError) as exc:
         raise Exit(str(exc), code=1) from exc
 
 

@@ -163,6 +163,50 @@ class LiveUpdateEmulator:
         return LiveUpdateResult(version, time.perf_counter() - started)
 
 
+@dataclass(frozen=True)
+class DependencyChange:
+    rebuild_seconds: float  # `docker build --target dev` after the lock changed
+    serve_seconds: float  # then a new pod from the new image, until /health answers
+    cached_steps: list[str]  # build steps BuildKit reused (the dependency install must not be)
+
+    @property
+    def total_seconds(self) -> float:
+        return self.rebuild_seconds + self.serve_seconds
+
+
+def dependency_change(
+    docker: Docker, root: Path, offline: bool, port: int, log: Callable[[str], None] = print
+) -> DependencyChange:
+    """Tilt's `fall_back_on` path: a change to requirements/runtime.lock is not synced; Tilt
+    rebuilds the `dev` image and replaces the pod. Emulated on a copy of the build context: a
+    new line in the lock, the build, then the pod as the dev overlay runs it, until it serves.
+    (A cluster adds the push to the local registry, the pull and the scheduling.)"""
+    args = base_build_args(docker, offline, log)
+    ca = pip_ca_file()
+    tag = "vaia-bench/dependency-change:1"
+    with tempfile.TemporaryDirectory() as tmp:
+        context = copy_context(root, Path(tmp) / "context")
+        lock = context / "requirements" / "runtime.lock"
+        lock.write_text(lock.read_text() + f"# bench {uuid.uuid4().hex}\n")
+        log("dependency change: rebuilding the dev image")
+        started = time.perf_counter()
+        build = docker.build(
+            context,
+            tags=[tag],
+            target="dev",
+            build_args=args,
+            secrets={"pip_ca": ca} if ca else None,
+        )
+        rebuilt = time.perf_counter() - started
+    try:
+        started = time.perf_counter()
+        with LiveUpdateEmulator(docker, tag, port):  # returns once the new pod serves
+            served = time.perf_counter() - started
+    finally:
+        docker.run(["rmi", "-f", tag], check=False)
+    return DependencyChange(rebuilt, served, cached_steps(build.log))
+
+
 def image_bench(
     docker: Docker, root: Path, offline: bool, log: Callable[[str], None] = print
 ) -> ImageBench:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import yaml
 
 from devstack import manifests
 from devstack.cluster import CONTEXT, NAMESPACE, CommandError, Result, Tools
-from devstack.secrets import write_secrets_env
+from devstack.secrets import fill_secret, secret_values
 
 AGENT_IMAGE_NAME = "vaia-agent"
 # The context each overlay is meant for; prod names its own through $VAIA_PROD_CONTEXT.
@@ -64,6 +64,16 @@ def pin_image(objs: list[dict[str, Any]], image: str) -> list[dict[str, Any]]:
     return objs
 
 
+def manifests_for(
+    root: Path, overlay: str, image: str, environ: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Exactly what `deploy` applies: the overlay rendered, the Secret filled from the
+    environment (in memory), the agent image pinned; in kustomize's order (Namespace first)."""
+    objs = manifests.render(root, overlay)
+    fill_secret(objs, secret_values(os.environ if environ is None else environ))
+    return pin_image(objs, image)
+
+
 def deploy(
     tools: Tools,
     root: Path,
@@ -75,8 +85,7 @@ def deploy(
     log: Callable[[str], None] = print,
 ) -> None:
     check_context(overlay, tools.context, force)
-    write_secrets_env(root / "k8s" / "base" / "secrets.env")  # from $GEMINI_API_KEY, never echoed
-    objs = pin_image(manifests.render(root, overlay), image)
+    objs = manifests_for(root, overlay, image)  # the key travels on stdin only, never argv
     tools.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objs))
     log(f"applied overlay {overlay} with {image} to {tools.context}")
     status = _rollout(tools, "status", timeout)

@@ -14,7 +14,6 @@ from typing import Any
 
 import yaml
 
-from devstack.secrets import write_secrets_env
 from devstack.tools import require
 
 Obj = dict[str, Any]
@@ -34,18 +33,24 @@ RESTRICTED_VOLUMES = {
 EXTERNAL = "(outside the namespace)"
 
 
-def render(root: Path, overlay: str) -> list[Obj]:
-    """`kubectl kustomize k8s/overlays/<overlay>`; creates the git-ignored secrets.env if absent."""
-    secrets = root / "k8s" / "base" / "secrets.env"
-    if not secrets.exists():
-        write_secrets_env(secrets)
+class RenderError(RuntimeError):
+    """kustomize could not render an overlay; the message carries its error."""
+
+
+def render_dir(path: Path) -> str:
+    """`kubectl kustomize <path>`: the YAML stream, in kustomize's order (Namespace first)."""
     out = subprocess.run(
-        [require("kubectl"), "kustomize", str(root / "k8s" / "overlays" / overlay)],
-        capture_output=True,
-        text=True,
-        check=True,
+        [require("kubectl"), "kustomize", str(path)], capture_output=True, text=True, check=False
     )
-    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    if out.returncode != 0:
+        raise RenderError(f"kubectl kustomize {path} failed: {out.stderr.strip()[-1000:]}")
+    return out.stdout
+
+
+def render(root: Path, overlay: str) -> list[Obj]:
+    """`kubectl kustomize k8s/overlays/<overlay>` as objects, in stream order."""
+    text = render_dir(root / "k8s" / "overlays" / overlay)
+    return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
 def by_kind(objs: Iterable[Obj], kind: str) -> list[Obj]:

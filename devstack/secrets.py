@@ -1,53 +1,42 @@
-"""The Kubernetes Secret's env file (k8s/base/secrets.env, git-ignored), written from the
-environment. The key goes from $GEMINI_API_KEY to the file (mode 600) without ever being an
-argument on a command line or printed; with no key the file is empty and the agent runs offline.
+"""The agent's Secret (`vaia-agent-secrets`), filled from the environment in memory.
 
-    python -m devstack.secrets [PATH]        (Tilt and `invoke deploy` run this)
+The Secret is committed with no value in it (k8s/base/agent-secret.yaml). `invoke deploy` fills
+it from $GEMINI_API_KEY just before `kubectl apply` reads the stream on stdin, and the Tiltfile
+does the same in Starlark: the key is never an argument, never printed, never in a file.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
-DEFAULT_PATH = Path(__file__).resolve().parents[1] / "k8s" / "base" / "secrets.env"
+SECRET_NAME = "vaia-agent-secrets"  # noqa: S105 - a name, not a value
 SECRET_VARIABLES = ("GEMINI_API_KEY",)
 
 
-def render(environ: dict[str, str]) -> str:
-    lines = []
+class SecretError(ValueError):
+    """A secret value from the environment cannot go into the Secret as it is."""
+
+
+def secret_values(environ: Mapping[str, str]) -> dict[str, str]:
+    """The Secret's keys from the environment; unset or blank ones stay as committed."""
+    values = {}
     for name in SECRET_VARIABLES:
         value = environ.get(name, "").strip()
-        if "\n" in value:
-            raise ValueError(f"{name} must be a single line")
+        if "\n" in value or "\r" in value:
+            raise SecretError(f"{name} must be a single line")
         if value:
-            lines.append(f"{name}={value}")
-    return "".join(f"{line}\n" for line in lines)
+            values[name] = value
+    return values
 
 
-def write_secrets_env(path: Path = DEFAULT_PATH, environ: dict[str, str] | None = None) -> bool:
-    """Write the file if its content would change; True when it did. Always mode 600."""
-    content = render(dict(os.environ) if environ is None else environ)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    with os.fdopen(fd, "r+", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        if handle.read() == content:
-            return False
-        handle.seek(0)
-        handle.truncate()
-        handle.write(content)
-    return True
-
-
-def main(argv: list[str]) -> int:
-    path = Path(argv[1]) if len(argv) > 1 else DEFAULT_PATH
-    changed = write_secrets_env(path)
-    keys = [name for name in SECRET_VARIABLES if os.environ.get(name, "").strip()]
-    print(f"{path}: {'written' if changed else 'unchanged'}; keys set: {', '.join(keys) or 'none'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv))
+def fill_secret(objs: list[dict[str, Any]], values: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Put `values` into the Secret's stringData (in place); the Secret must be in `objs`."""
+    secret = next(
+        (o for o in objs if o.get("kind") == "Secret" and o["metadata"]["name"] == SECRET_NAME),
+        None,
+    )
+    if secret is None:
+        raise SecretError(f"the rendered manifests have no Secret {SECRET_NAME}")
+    secret.setdefault("stringData", {}).update(values)
+    return objs

@@ -2,7 +2,7 @@
 
 import pytest
 
-from devstack.bench import LiveUpdateEmulator
+from devstack.bench import LiveUpdateEmulator, dependency_change
 from devstack.images import base_build_args, pip_ca_file
 from tests.conftest import ROOT
 from tests.support.processes import free_port
@@ -45,3 +45,13 @@ def test_a_sync_as_another_user_cannot_write(docker, dev_image) -> None:
             ["exec", "-u", "1234", pod.name, "sh", "-c", "touch /app/agent/x 2>&1 || echo denied"]
         )
         assert "denied" in denied.stdout or "Permission" in denied.stdout
+
+
+def test_a_dependency_change_rebuilds_the_image_and_a_new_pod_serves_it(docker) -> None:
+    """Tilt's fall_back_on path: the lock is not synced, the dev image is rebuilt from the
+    dependency layer on, and a new pod from it serves."""
+    change = dependency_change(docker, ROOT, offline=True, port=free_port(), log=lambda _: None)
+    assert not any("pip install" in step for step in change.cached_steps)
+    assert any("venv /opt/venv" in step for step in change.cached_steps)  # the layers above stay
+    assert change.rebuild_seconds > 0 and change.serve_seconds > 0
+    print(f"dependency change -> serving: {change.total_seconds:.1f}s")

@@ -49,6 +49,15 @@ def test_a_good_rollout_applies_the_pinned_image(tmp_path) -> None:
     assert "image: localhost:5001/vaia-agent:sha-0000000" not in kubectl.applied
 
 
+def test_the_key_reaches_kubectl_on_stdin_only(monkeypatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "k-deploy-123")
+    kubectl = Kubectl()
+    deploy(tools(kubectl), ROOT, "ci", IMAGE, log=lambda _: None)
+    assert "GEMINI_API_KEY: k-deploy-123" in kubectl.applied
+    assert not any("k-deploy-123" in " ".join(call) for call in kubectl.calls)
+    assert not list((ROOT / "k8s").rglob("*.env")), "no file was written"
+
+
 def test_a_failed_rollout_is_undone_and_fails() -> None:
     kubectl = Kubectl(rollout_ok=False)
     with pytest.raises(DeployError, match="failed and was rolled back"):
