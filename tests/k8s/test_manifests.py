@@ -5,23 +5,23 @@ import json
 import re
 import subprocess
 
-import kubernetes_validate
 import pytest
 import yaml
 
 from agent.app import create_app
 from agent.config import Settings
-from devstack import manifests as m
-from devstack.trivy import config_scan, findings
+from devstack.cluster.render import OVERLAYS, render
+from devstack.release.trivy import config_scan, findings
+from devstack.verify import manifests as m
+from devstack.verify.report import STORES, schema_problems, trivy_problems
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.static
-KUBERNETES_VERSION = "1.32.0"  # kind's node image of this era, and the namespace's enforce-version
 
 
-@pytest.fixture(scope="module", params=m.OVERLAYS)
+@pytest.fixture(scope="module", params=OVERLAYS)
 def rendered(request) -> tuple[str, list[dict]]:
-    return request.param, m.render(ROOT, request.param)
+    return request.param, render(ROOT, request.param)
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +30,8 @@ def routes() -> set[str]:
 
 
 def test_every_object_validates_strictly(rendered) -> None:
-    overlay, objs = rendered
-    for obj in objs:
-        try:
-            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            pytest.fail(
-                f"{overlay}: {obj['kind']} {obj['metadata']['name']}: {exc.message} at {list(exc.path)}"
-            )
+    _, objs = rendered
+    assert schema_problems(objs) == []
 
 
 def test_the_contract_names_are_all_there(rendered) -> None:
@@ -132,17 +126,16 @@ def test_network_policy_admits_exactly_the_intended_traffic(rendered) -> None:
     assert stores == {m.Flow("vaia-agent", "redis", 6379), m.Flow("vaia-agent", "chromadb", 8000)}
     # The agent talks to nothing else in the namespace (its own replicas included).
     assert {f.destination for f in flows if f.source == "vaia-agent"} == {"redis", "chromadb"}
+    assert m.check_network_policy(objs, "vaia-agent", STORES) == []
 
 
-def test_trivy_finds_no_high_or_critical_in_the_rendered_manifests(rendered, tmp_path) -> None:
-    overlay, objs = rendered
-    path = tmp_path / f"{overlay}.yaml"
-    path.write_text(yaml.safe_dump_all(objs))
-    assert findings(config_scan(path)) == []
+def test_trivy_finds_no_high_or_critical_in_the_rendered_manifests(rendered) -> None:
+    _, objs = rendered
+    assert trivy_problems(objs) == []
 
 
 def test_overlay_specifics() -> None:
-    dev, ci, prod = (m.render(ROOT, o) for o in m.OVERLAYS)
+    dev, ci, prod = (render(ROOT, o) for o in OVERLAYS)
     agent_image = {
         name: m.pod_spec(m.find(objs, "Deployment", "vaia-agent"))["containers"][0]["image"]
         for name, objs in (("dev", dev), ("ci", ci), ("prod", prod))
@@ -189,8 +182,8 @@ def test_every_overlay_renders_from_a_fresh_clone_with_no_extra_step(tmp_path) -
         if (ROOT / name).exists():
             (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / name).write_bytes((ROOT / name).read_bytes())
-    for overlay in m.OVERLAYS:
-        objs = m.render(tmp_path, overlay)
+    for overlay in OVERLAYS:
+        objs = render(tmp_path, overlay)
         assert m.find(objs, "Secret", "vaia-agent-secrets") is not None, overlay
 
 
@@ -206,7 +199,7 @@ def test_no_secret_value_is_committed(rendered) -> None:
 
 @pytest.fixture(scope="module")
 def base() -> list[dict]:
-    return m.render(ROOT, "prod")
+    return render(ROOT, "prod")
 
 
 def broken(objs: list[dict], kind: str, name: str, change) -> list[dict]:
@@ -283,13 +276,17 @@ def test_checks_catch_an_open_store(base) -> None:
         o for o in base if not (o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "redis")
     ]
     assert m.Flow(m.EXTERNAL, "redis", 6379) in m.allowed_flows(objs)
+    assert m.check_network_policy(objs, "vaia-agent", STORES) == [
+        "(outside the namespace) reaches the store redis:6379",
+        "chromadb reaches the store redis:6379",
+    ]
 
 
 def test_validator_catches_an_unknown_field(base) -> None:
     deployment = copy.deepcopy(m.find(base, "Deployment", "vaia-agent"))
     deployment["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}
-    with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+    [problem] = schema_problems([deployment])
+    assert "livenessprobe" in problem
 
 
 def test_trivy_flags_a_privileged_pod(tmp_path) -> None:
@@ -306,3 +303,23 @@ def test_trivy_flags_a_privileged_pod(tmp_path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(json.dumps(pod))
     assert any(f.severity in ("HIGH", "CRITICAL") for f in findings(config_scan(path)))
+
+
+def test_patches_match_by_name_never_by_list_position() -> None:
+    """Strategic-merge patches only: a JSON patch path such as containers/0 patches whatever is
+    first after a reordering."""
+    kustomizations = sorted((ROOT / "k8s").rglob("kustomization.yaml"))
+    assert len(kustomizations) >= 6
+    for path in kustomizations:
+        for patch in yaml.safe_load(path.read_text()).get("patches", []):
+            body = yaml.safe_load(patch.get("patch", "")) if "patch" in patch else None
+            assert isinstance(body, dict) and "kind" in body, f"{path}: not a strategic merge"
+            assert not re.search(r"/\d+(/|$)", patch.get("patch", "")), f"{path}: positional"
+
+
+def test_live_update_wiring_is_a_component_only_dev_uses() -> None:
+    component = yaml.safe_load((ROOT / "k8s/components/live-update/kustomization.yaml").read_text())
+    assert component["kind"] == "Component"
+    for overlay in OVERLAYS:
+        spec = yaml.safe_load((ROOT / f"k8s/overlays/{overlay}/kustomization.yaml").read_text())
+        assert ("../../components/live-update" in spec.get("components", [])) == (overlay == "dev")
