@@ -134,8 +134,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def docker():
     """The docker client; the container tier fails (never skips) when there is no daemon."""
-    from devstack.docker import Docker
-    from devstack.tools import MissingToolError
+    from devstack.core.tools import MissingToolError
+    from devstack.image.docker import Docker
 
     try:
         client = Docker()
@@ -168,3 +168,20 @@ def offline_image(docker) -> str:
         "the build must print the image size"
     )
     return match.group(1)
+
+
+@pytest.fixture(scope="session")
+def dev_image(docker) -> str:
+    """The `dev` target (what Tilt builds), on the offline stand-in bases."""
+    from devstack.image.build import base_build_args, pip_ca_file
+
+    ca = pip_ca_file()
+    tag = "vaia-agent:dev-test"
+    docker.build(
+        ROOT,
+        tags=[tag],
+        target="dev",
+        build_args=base_build_args(docker, offline=True, log=lambda _: None),
+        secrets={"pip_ca": ca} if ca else None,
+    )
+    return tag

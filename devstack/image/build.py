@@ -5,19 +5,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from devstack.docker import BuildResult, Docker
-from devstack.standins import ensure_base_images
+from devstack.core.names import IMAGE, SOURCE
+from devstack.core.runner import Runner
+from devstack.image.docker import BuildResult, Docker
+from devstack.image.standins import ensure_base_images
 
-IMAGE = "vaia-agent"
 SIZE_BUDGET_BYTES = 180_000_000  # as `docker image inspect` reports it
 SEMVER_TAG = re.compile(r"^v(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?)$")
-SOURCE = "https://github.com/vaia-devstack/vaia-devstack"
 
 
 @dataclass(frozen=True)
@@ -32,22 +31,21 @@ class GitState:
         return self.sha[:7]
 
 
-def _git(root: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=root, capture_output=True, text=True, check=True
-    ).stdout.strip()
+def git_state(root: Path, runner: Runner | None = None) -> GitState:
+    runner = runner or Runner()
 
+    def git(*args: str) -> str:
+        return runner.run("git", *args, cwd=root, timeout=60).stdout.strip()
 
-def git_state(root: Path) -> GitState:
-    sha = _git(root, "rev-parse", "HEAD")
-    dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
-    tags = _git(root, "tag", "--points-at", "HEAD").split()
+    sha = git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    tags = git("tag", "--points-at", "HEAD").split()
     releases = [m.group(1) for t in tags if (m := SEMVER_TAG.match(t))]
     return GitState(
         sha=sha,
         dirty=dirty,
         release=sorted(releases)[-1] if releases else None,
-        committed_at=_git(root, "log", "-1", "--format=%cI"),
+        committed_at=git("log", "-1", "--format=%cI"),
     )
 
 
@@ -89,7 +87,7 @@ def build_image(
     log: Callable[[str], None] = print,
     no_cache: bool = False,
 ) -> BuildResult:
-    state = git_state(root)
+    state = git_state(root, docker.runner)
     build_args = labels(state) | base_build_args(docker, offline, log)
     tags = image_tags(state, name) if target == "runtime" else [f"{name}:{target}-{state.short}"]
     ca = pip_ca_file()

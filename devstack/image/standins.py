@@ -18,7 +18,6 @@ import hashlib
 import io
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -26,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from devstack.docker import Docker
-from devstack.tools import MissingToolError, require
+from devstack.core.errors import MissingToolError
+from devstack.image.docker import Docker
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -98,7 +97,7 @@ def ensure_base_images(docker: Docker, log: Callable[[str], None] = print) -> St
     if docker.image_exists(tags.builder) and docker.image_exists(tags.runtime):
         log(f"stand-in bases cached: {tags.builder}, {tags.runtime}")
         return tags
-    debootstrap = require("debootstrap")
+    docker.runner.preflight("debootstrap")
     if os.geteuid() != 0:
         raise MissingToolError(
             "building the stand-in bases runs debootstrap, which needs root (sudo invoke ...)"
@@ -109,21 +108,17 @@ def ensure_base_images(docker: Docker, log: Callable[[str], None] = print) -> St
     ) as work:
         rootfs = Path(work) / "rootfs"
         log(f"debootstrap {SUITE} from {mirror} (about 40 s)")
-        subprocess.run(
-            [
-                debootstrap,
-                "--variant=minbase",
-                f"--include={','.join(BUILDER_PACKAGES)}",
-                SUITE,
-                str(rootfs),
-                mirror,
-            ],
-            check=True,
-            capture_output=True,
+        docker.runner.run(
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(BUILDER_PACKAGES)}",
+            SUITE,
+            str(rootfs),
+            mirror,
         )
         _clean(rootfs)
         log(f"importing {tags.builder}")
-        _import_directory(docker, rootfs, tags.builder, BUILDER_CHANGES)
+        _import_directory(docker, rootfs, Path(work), tags.builder, BUILDER_CHANGES)
         log(f"importing {tags.runtime}")
         runtime_tar = Path(work) / "runtime.tar"
         write_runtime_tar(rootfs, runtime_tar)
@@ -156,17 +151,21 @@ def _clean(rootfs: Path) -> None:
             target.mkdir(parents=True)
 
 
-def _import_directory(docker: Docker, rootfs: Path, tag: str, changes: tuple[str, ...]) -> None:
-    tar = subprocess.Popen(
-        ["tar", "-C", str(rootfs), "--numeric-owner", "-cf", "-", "."], stdout=subprocess.PIPE
-    )
-    assert tar.stdout is not None
-    try:
-        docker.import_tar(tar.stdout, tag, changes)
-    finally:
-        tar.stdout.close()
-        if tar.wait() != 0:
-            raise RuntimeError(f"tar of {rootfs} failed")
+def _import_directory(
+    docker: Docker, rootfs: Path, work: Path, tag: str, changes: tuple[str, ...]
+) -> None:
+    """The whole root filesystem as one layer (numeric owners, links kept as links)."""
+    archive = work / f"{tag.rsplit(':', 1)[-1]}.tar"
+    with tarfile.open(archive, "w", format=tarfile.GNU_FORMAT) as tar:
+        for entry in sorted(rootfs.iterdir()):
+            tar.add(entry, arcname=entry.name, filter=_numeric_owner)
+    with archive.open("rb") as stream:
+        docker.import_tar(stream, tag, changes)
+
+
+def _numeric_owner(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uname = info.gname = ""
+    return info
 
 
 def package_files(rootfs: Path, package: str) -> list[str]:

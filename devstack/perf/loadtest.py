@@ -7,7 +7,7 @@ passed; the autoscaling criterion is SKIPPED (never passed) when there is no clu
 from __future__ import annotations
 
 import csv
-import subprocess
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from devstack.tools import require
+from devstack.core.errors import CommandError, DevstackError, UsageError
+from devstack.core.names import IMAGE, NAMESPACE, REPO
+from devstack.core.runner import Runner
 
-ROOT = Path(__file__).resolve().parents[1]
-LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
+LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
 Status = Literal["PASS", "FAIL", "SKIPPED"]
 
 
@@ -67,8 +68,23 @@ class Criterion:
     objective: str
 
 
-class HpaWatchError(RuntimeError):
-    pass
+class HpaWatchError(DevstackError):
+    """The HPA cannot be read: no cluster, no context, or the API refused."""
+
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds from what locust's --run-time takes: `90`, `90s`, `2m`, `1h30m`."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None:
+        raise UsageError(f"--duration {text!r}: seconds (90), or locust's 90s, 2m, 1h30m forms")
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise UsageError(f"--duration {text!r} must be longer than zero")
+    return total
 
 
 # --- locust ---------------------------------------------------------------------------------
@@ -85,7 +101,6 @@ def run_locust(
     report_dir.mkdir(parents=True, exist_ok=True)
     prefix = report_dir / "locust"
     argv = [
-        require("locust"),
         "-f",
         str(locustfile),
         "--headless",
@@ -108,12 +123,12 @@ def run_locust(
         "--loglevel",
         "WARNING",
     ]
-    done = subprocess.run(
-        argv, capture_output=True, text=True, timeout=duration_s + 120, check=False
-    )
+    done = Runner().run("locust", *argv, check=False, timeout=duration_s + 120)
     stats_file = Path(f"{prefix}_stats.csv")
     if not stats_file.exists():  # locust exits 1 when any request failed; no CSV is a real error
-        raise RuntimeError(f"locust did not run ({done.returncode}): {done.stderr[-2000:]}")
+        raise CommandError(
+            f"locust did not run (exit {done.returncode})", detail=done.stderr[-2000:]
+        )
     return parse_stats(prefix)
 
 
@@ -157,12 +172,19 @@ def parse_stats(prefix: Path) -> LoadStats:
 def autoscaling_api(context: str | None = None, host: str | None = None) -> Any:
     """The official Kubernetes client: from kubeconfig (a context), or a plain host (tests)."""
     from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
 
     if host:
         configuration = client.Configuration()
         configuration.host = host
         return client.AutoscalingV2Api(client.ApiClient(configuration))
-    config.load_kube_config(context=context)
+    try:
+        config.load_kube_config(context=context)
+    except (ConfigException, OSError) as exc:
+        raise HpaWatchError(
+            f"cannot use the kube context {context or '(current)'} to watch the HPA ({exc}): "
+            "run `invoke cluster.up`, or pass --host URL --no-hpa to load any agent"
+        ) from exc
     return client.AutoscalingV2Api()
 
 
@@ -193,7 +215,7 @@ class HpaWatcher:
     """Polls the HPA in a thread while the load runs; keeps every sample and the first error."""
 
     def __init__(
-        self, api: Any, name: str = "vaia-agent", namespace: str = "vaia", interval_s: float = 2.0
+        self, api: Any, name: str = IMAGE, namespace: str = NAMESPACE, interval_s: float = 2.0
     ) -> None:
         self.api, self.name, self.namespace, self.interval_s = api, name, namespace, interval_s
         self.samples: list[HpaSample] = []
@@ -373,7 +395,7 @@ def run(
         samples, error = None, None
     else:
         with HpaWatcher(hpa_api) as watcher:
-            log(f"watching HPA vaia/vaia-agent: {watcher.samples[0]}")
+            log(f"watching HPA {NAMESPACE}/{IMAGE}: {watcher.samples[0]}")
             stats = run_locust(host, users, spawn_rate, duration_s, report_dir)
         samples, error = watcher.samples, watcher.error
     criteria = verdict(stats, objectives, samples, error)

@@ -1,9 +1,10 @@
-"""`invoke cd`: the stages in order, each a hard gate, with a summary of what ran."""
+"""Stages in order, each a hard gate, with a summary of what ran. A stage receives what the
+stages before it produced (`outputs`, by stage name) and returns what it produced."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -11,10 +12,16 @@ Outcome = Literal["passed", "FAILED", "not run", "planned"]
 
 
 @dataclass(frozen=True)
+class Produced:
+    detail: str  # one line for the summary
+    value: str = ""  # what the next stages need (an image, a reference)
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     description: str
-    action: Callable[[], str | None]  # returns a detail line for the summary
+    action: Callable[[Mapping[str, str]], Produced]
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,7 @@ def run_stages(
 ) -> list[StageResult]:
     """Run in order; the first failure stops the chain. A dry run runs nothing at all."""
     results: list[StageResult] = []
+    outputs: dict[str, str] = {}
     failed = False
     for stage in stages:
         if dry_run:
@@ -41,14 +49,15 @@ def run_stages(
         log(f"== {stage.name}: {stage.description}")
         started = time.perf_counter()
         try:
-            detail = stage.action() or ""
+            produced = stage.action(outputs)
         except Exception as exc:  # every failure is a closed gate, whatever raised it
             failed = True
-            results.append(
-                StageResult(stage.name, "FAILED", time.perf_counter() - started, str(exc)[:300])
-            )
+            detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            results.append(StageResult(stage.name, "FAILED", time.perf_counter() - started, detail))
             continue
-        results.append(StageResult(stage.name, "passed", time.perf_counter() - started, detail))
+        outputs[stage.name] = produced.value
+        elapsed = time.perf_counter() - started
+        results.append(StageResult(stage.name, "passed", elapsed, produced.detail))
     return results
 
 

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devstack.docker import Docker
-from devstack.scan import passed_scan
+from devstack.core.errors import DevstackError
+from devstack.core.names import REGISTRY_HOST
+from devstack.image.docker import Docker
+from devstack.release.scan import passed_scan
 
-DEFAULT_REGISTRY = "localhost:5001"
+DEFAULT_REGISTRY = REGISTRY_HOST
 
 
-class PushRefusedError(RuntimeError):
-    pass
+class PushRefusedError(DevstackError):
+    """The image may not leave this machine (no passed scan), or the registry took it wrong."""
 
 
 def push(docker: Docker, root: Path, image: str, registry: str = DEFAULT_REGISTRY) -> str:
     """Tag `image` into `registry`, push it, and return the pushed reference by digest."""
+    if not docker.image_exists(image):
+        raise PushRefusedError(f"{image} does not exist here: run `invoke build` (or pass --image)")
     image_id = str(docker.inspect(image)["Id"])
     if passed_scan(root, image_id) is None:
         raise PushRefusedError(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -24,9 +23,19 @@ from typing import Any
 
 import yaml
 
-from devstack import manifests
-from devstack.tools import require
-from devstack.trivy import HIGH_AND_CRITICAL, Finding, config_scan, findings, image_scan
+from devstack.cluster.render import OVERLAYS, render
+from devstack.core.errors import DevstackError
+from devstack.core.runner import Runner
+from devstack.image.docker import Docker
+from devstack.release.trivy import (
+    HIGH_AND_CRITICAL,
+    Finding,
+    TrivyError,
+    config_scan,
+    findings,
+    image_scan,
+    run_trivy,
+)
 
 _IGNORE_LINE = re.compile(r"^(?P<id>[A-Za-z0-9_.:-]+)(?:\s+exp:(?P<exp>\d{4}-\d{2}-\d{2}))?\s*$")
 DB_HINT = (
@@ -37,8 +46,8 @@ DB_HINT = (
 )
 
 
-class ScanError(RuntimeError):
-    """The gate could not run a check: it fails, never passes."""
+class ScanError(DevstackError):
+    """The gate could not run a check, or found what blocks the chain: it fails, never passes."""
 
 
 @dataclass(frozen=True)
@@ -110,39 +119,26 @@ def vulnerability_report(
     image: str, db_repository: str | None, cache_dir: Path | None, skip_db_update: bool
 ) -> dict[str, Any]:
     severity = ",".join(HIGH_AND_CRITICAL)
-    args = [require("trivy"), "image", "--image-src", "docker", "--scanners", "vuln"]
-    args += ["--severity", severity, "--ignore-unfixed", "--format", "json", "--quiet"]
+    args = ["image", "--image-src", "docker", "--scanners", "vuln"]
+    args += ["--severity", severity, "--ignore-unfixed"]
     if db_repository:
         args += ["--db-repository", db_repository]
     if cache_dir:
         args += ["--cache-dir", str(cache_dir)]
     if skip_db_update:
         args.append("--skip-db-update")
-    done = subprocess.run([*args, image], capture_output=True, text=True, timeout=900, check=False)
-    if done.returncode != 0:
-        if "DB error" in done.stderr or "vulnerability DB" in done.stderr:
-            raise ScanError(DB_HINT)
-        raise ScanError(f"trivy vulnerability scan failed: {done.stderr.strip()[-1500:]}")
-    report: dict[str, Any] = json.loads(done.stdout)
+    try:
+        report: dict[str, Any] = run_trivy([*args, image], timeout=900)
+    except TrivyError as exc:
+        if "DB error" in (exc.detail or "") or "vulnerability DB" in (exc.detail or ""):
+            raise ScanError(DB_HINT) from exc
+        raise ScanError(f"trivy vulnerability scan failed: {exc}", detail=exc.detail) from exc
     return report
 
 
 def to_sarif(json_report: Path) -> Path:
     sarif = json_report.with_suffix(".sarif")
-    subprocess.run(
-        [
-            require("trivy"),
-            "convert",
-            "--format",
-            "sarif",
-            "--output",
-            str(sarif),
-            str(json_report),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    Runner().run("trivy", "convert", "--format", "sarif", "--output", str(sarif), str(json_report))
     return sarif
 
 
@@ -199,7 +195,7 @@ def run_gate(
     reports: dict[str, dict[str, Any]] = {}
     if vuln_report is not None:
         log(f"vulnerabilities: from the report {vuln_report}")
-        reports["vulnerabilities"] = json.loads(vuln_report.read_text())
+        reports["vulnerabilities"] = _read_report(vuln_report)
         source = f"report {vuln_report}"
     else:
         log("vulnerabilities: trivy image --scanners vuln")
@@ -212,10 +208,8 @@ def run_gate(
     log("misconfigurations of the Dockerfile and the rendered overlays")
     rendered = report_dir / "manifests"
     rendered.mkdir(exist_ok=True)
-    for overlay in manifests.OVERLAYS:
-        (rendered / f"{overlay}.yaml").write_text(
-            yaml.safe_dump_all(manifests.render(root, overlay))
-        )
+    for overlay in OVERLAYS:
+        (rendered / f"{overlay}.yaml").write_text(yaml.safe_dump_all(render(root, overlay)))
     reports["dockerfile"] = config_scan(root / "Dockerfile")
     reports["manifests"] = config_scan(rendered)
 
@@ -232,4 +226,59 @@ def run_gate(
         record.parent.mkdir(parents=True, exist_ok=True)
         payload = {**asdict(result), "scanned_at": datetime.now(UTC).isoformat(timespec="seconds")}
         record.write_text(json.dumps(payload, indent=2))
+    return result
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    try:
+        report: dict[str, Any] = json.loads(path.read_text())
+    except OSError as exc:
+        raise ScanError(f"cannot read the vulnerability report {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise ScanError(f"{path} is not a Trivy JSON report: {exc}") from exc
+    return report
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """Where the vulnerabilities come from (invoke --help scan)."""
+
+    vuln_report: Path | None = None
+    db_repository: str | None = None
+    cache_dir: Path | None = None
+    skip_db_update: bool = False
+
+
+def scan_image(
+    docker: Docker,
+    root: Path,
+    image: str,
+    options: ScanOptions = ScanOptions(),
+    log: Callable[[str], None] = print,
+) -> ScanResult:
+    """The gate on one local image: reports under reports/scan/<image id>/, the passed scan
+    recorded; ScanError when anything blocks."""
+    if not docker.image_exists(image):
+        raise ScanError(f"{image} does not exist here: run `invoke build` first (or pass --image)")
+    image_id = str(docker.inspect(image)["Id"])
+    report_dir = root / "reports" / "scan" / image_id.replace(":", "-")[:19]
+    result = run_gate(
+        root,
+        image,
+        image_id,
+        report_dir,
+        vuln_report=options.vuln_report,
+        db_repository=options.db_repository,
+        cache_dir=options.cache_dir,
+        skip_db_update=options.skip_db_update,
+        log=log,
+    )
+    for finding in result.blocking:
+        log(
+            f"  {finding.severity} {finding.kind} {finding.id} in {finding.target}: {finding.title}"
+        )
+    log(f"reports: {report_dir} (JSON and SARIF)")
+    if not result.passed:
+        raise ScanError(f"{len(result.blocking)} blocking finding(s) in {image}")
+    log(f"scan passed for {image} ({image_id[:19]}); recorded")
     return result

@@ -1,23 +1,23 @@
-"""The one place that calls trivy. Scans return parsed JSON reports; the gate logic lives with
-the caller. `--skip-check-update` makes misconfiguration scans use the checks embedded in the
-trivy binary, so they work offline (the vulnerability DB is a separate download)."""
+"""trivy's scans as parsed JSON reports; the gate logic lives in scan.py. `--skip-check-update`
+makes misconfiguration scans use the checks embedded in the trivy binary, so they work offline
+(the vulnerability DB is a separate download)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.tools import require
+from devstack.core.errors import CommandError
+from devstack.core.runner import Runner
 
 HIGH_AND_CRITICAL = ("HIGH", "CRITICAL")
 
 
-class TrivyError(RuntimeError):
-    pass
+class TrivyError(CommandError):
+    """A trivy scan did not complete, so nothing can be concluded from it."""
 
 
 @dataclass(frozen=True)
@@ -29,26 +29,27 @@ class Finding:
     title: str
 
 
-def _run(args: Sequence[str], timeout: float = 600) -> dict[str, Any]:
-    trivy = require("trivy")
-    result = subprocess.run(
-        [trivy, *args, "--format", "json", "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+def run_trivy(args: Sequence[str], timeout: float = 600, runner: Runner | None = None) -> Any:
+    """`trivy <args> --format json --quiet`, parsed; TrivyError when it fails."""
+    result = (runner or Runner()).run(
+        "trivy", *args, "--format", "json", "--quiet", check=False, timeout=timeout
     )
     if result.returncode != 0:
+        error = result.stderr.strip()
         raise TrivyError(
-            f"trivy {' '.join(args[:2])} failed ({result.returncode}): {result.stderr[-2000:]}"
+            f"trivy {' '.join(args[:2])} failed (exit {result.returncode})"
+            f"{': ' + error.splitlines()[-1] if error else ''}",
+            detail=error[-2000:] or None,
         )
-    report: dict[str, Any] = json.loads(result.stdout or "{}")
-    return report
+    return json.loads(result.stdout or "{}")
 
 
 def config_scan(path: Path, severities: Iterable[str] = HIGH_AND_CRITICAL) -> dict[str, Any]:
     """Misconfiguration scan of IaC (Dockerfiles, Kubernetes manifests) under `path`."""
-    return _run(["config", "--skip-check-update", "--severity", ",".join(severities), str(path)])
+    report: dict[str, Any] = run_trivy(
+        ["config", "--skip-check-update", "--severity", ",".join(severities), str(path)]
+    )
+    return report
 
 
 def image_scan(
@@ -69,7 +70,8 @@ def image_scan(
     ]
     if "vuln" not in scanners:
         args.append("--skip-db-update")
-    return _run([*args, image], timeout=900)
+    report: dict[str, Any] = run_trivy([*args, image], timeout=900)
+    return report
 
 
 def findings(report: dict[str, Any]) -> list[Finding]:

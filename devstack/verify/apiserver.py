@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from devstack.manifests import WORKLOAD_KINDS, check_restricted, pod_spec
+from devstack.verify.manifests import WORKLOAD_KINDS, check_restricted, pod_spec
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # kind, namespace ("" when cluster-scoped), name

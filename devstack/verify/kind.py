@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from devstack.cluster import CONTEXT
+from devstack.core.names import CONTEXT
 from devstack.verify.apiserver import ApiServer
 from devstack.verify.tiltfile import LocalCommandFailed, World
 

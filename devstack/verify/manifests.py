@@ -1,4 +1,6 @@
-"""Rendering the kustomize overlays and checking them without a cluster.
+"""The rendered manifests checked as a cluster would check them, without one: wiring (selectors,
+ports, probes, the HPA, ConfigMap and Secret references), the Pod Security restricted profile,
+and what the NetworkPolicies let through.
 
 Each check returns a list of problems (empty when fine), so a test can both assert a clean
 result and prove, on a broken copy, that the check would catch the mistake.
@@ -6,18 +8,13 @@ result and prove, on a broken copy, that the check would catch the mistake.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from devstack.tools import require
+from devstack.core.names import IMAGE
 
 Obj = dict[str, Any]
-OVERLAYS = ("dev", "ci", "prod")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 # Pod Security Standards, restricted profile: the volume types it allows.
 RESTRICTED_VOLUMES = {
@@ -31,26 +28,6 @@ RESTRICTED_VOLUMES = {
     "secret",
 }
 EXTERNAL = "(outside the namespace)"
-
-
-class RenderError(RuntimeError):
-    """kustomize could not render an overlay; the message carries its error."""
-
-
-def render_dir(path: Path) -> str:
-    """`kubectl kustomize <path>`: the YAML stream, in kustomize's order (Namespace first)."""
-    out = subprocess.run(
-        [require("kubectl"), "kustomize", str(path)], capture_output=True, text=True, check=False
-    )
-    if out.returncode != 0:
-        raise RenderError(f"kubectl kustomize {path} failed: {out.stderr.strip()[-1000:]}")
-    return out.stdout
-
-
-def render(root: Path, overlay: str) -> list[Obj]:
-    """`kubectl kustomize k8s/overlays/<overlay>` as objects, in stream order."""
-    text = render_dir(root / "k8s" / "overlays" / overlay)
-    return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
 def by_kind(objs: Iterable[Obj], kind: str) -> list[Obj]:
@@ -135,9 +112,7 @@ def _probes(container: Obj) -> Iterator[tuple[str, Obj]]:
             yield kind, container[kind]
 
 
-def check_probes(
-    objs: list[Obj], agent_routes: set[str], agent_image: str = "vaia-agent"
-) -> list[str]:
+def check_probes(objs: list[Obj], agent_routes: set[str], agent_image: str = IMAGE) -> list[str]:
     """Every probe targets a declared port; the agent's HTTP probes hit routes the app serves."""
     problems = []
     for workload in workloads(objs):
@@ -288,6 +263,30 @@ def allowed_flows(objs: list[Obj]) -> set[Flow]:
                 if source != destination and allowed(objs, source_labels, labels, port):
                     flows.add(Flow(source, destination, port))
     return flows
+
+
+def check_network_policy(objs: list[Obj], agent: str, stores: dict[str, int]) -> list[str]:
+    """Only the agent reaches the stores, the agent reaches nothing else in the namespace, and the
+    agent's HTTP port is open to callers from outside the namespace."""
+    flows = allowed_flows(objs)
+    problems = [
+        f"{agent} cannot reach {store}:{port}"
+        for store, port in stores.items()
+        if Flow(agent, store, port) not in flows
+    ]
+    problems += [
+        f"{f.source} reaches the store {f.destination}:{f.port}"
+        for f in sorted(flows, key=lambda f: (f.source, f.destination, f.port))
+        if f.destination in stores and f.source != agent
+    ]
+    problems += [
+        f"{agent} reaches {f.destination}:{f.port}, which is not a store"
+        for f in sorted(flows, key=lambda f: (f.destination, f.port))
+        if f.source == agent and f.destination not in stores
+    ]
+    if not any(f.source == EXTERNAL and f.destination == agent for f in flows):
+        problems.append(f"nothing outside the namespace can reach {agent}")
+    return problems
 
 
 def find_workload(objs: list[Obj], name: str) -> Obj:

@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from devstack.cluster import CONTEXT
-from devstack.deploy import manifests_for
-from devstack.manifests import render_dir
+from devstack.cluster.deploy import manifests_for
+from devstack.cluster.render import render_dir
+from devstack.core.names import CONTEXT, IMAGE, REGISTRY_HOST
 from devstack.verify.apiserver import ApiServer
 from devstack.verify.kind import after_cluster_up, kubectl_world
 from devstack.verify.tilt_engine import Replay, replay_kubectl_apply, replay_tilt_up
 from devstack.verify.tiltfile import TiltfileModel, World, evaluate
 
 # An immutable reference of the form `invoke deploy` accepts, for the deploy replays.
-PINNED_IMAGE = "localhost:5001/vaia-agent:sha-0000000"
+PINNED_IMAGE = f"{REGISTRY_HOST}/{IMAGE}:sha-0000000"
 
 
 def prepared_kind_cluster(root: Path) -> ApiServer:

@@ -4,10 +4,11 @@ through fsGroup), on the stand-in images: the same servers, from Debian and PyPI
 import httpx
 import pytest
 
-from devstack import manifests as m
-from devstack.compose import standin_service_images
+from devstack.cluster.render import render
+from devstack.image.compose import standin_service_images
+from devstack.verify import manifests as m
 from tests.conftest import ROOT
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import RESTRICTED, free_port, wait_until
 
 pytestmark = pytest.mark.container
 
@@ -49,11 +50,7 @@ def run_like_the_manifest(docker, image: str, workload: dict, port: int, data_pa
             "-d",
             "--name",
             name,
-            "--read-only",
-            "--cap-drop",
-            "ALL",
-            "--security-opt",
-            "no-new-privileges",
+            *RESTRICTED,
             "-u",
             f"{uid}:{group}",
             "--group-add",
@@ -78,7 +75,7 @@ def cleanup(docker, name: str) -> None:
 
 def test_chromadb_serves_and_persists_as_65532_with_a_read_only_root(docker) -> None:
     image = standin_service_images(docker)["CHROMA_IMAGE"]
-    workload = m.find(m.render(ROOT, "prod"), "StatefulSet", "chromadb")
+    workload = m.find(render(ROOT, "prod"), "StatefulSet", "chromadb")
     port = free_port()
     name = run_like_the_manifest(docker, image, workload, port, "/data")
     try:

@@ -7,7 +7,7 @@ import sys
 import httpx
 import pytest
 
-from devstack.loadtest import Objectives, overall, run
+from devstack.perf.loadtest import Objectives, overall, run
 from tests.support.processes import agent_environment, free_port, wait_until
 
 pytestmark = pytest.mark.load
@@ -77,17 +77,22 @@ def test_a_healthy_agent_passes_with_autoscaling_skipped(agent, tmp_path) -> Non
     } <= names
 
 
-@pytest.mark.parametrize("agent", [{"FAULT_ERROR_RATE": "0.3"}], indirect=True)
-def test_an_error_rate_fails_the_verdict(agent, tmp_path) -> None:
+def short_run(agent: str, tmp_path, users: int, p95_ms: float):
     criteria, _ = run(
         agent,
-        users=6,
-        spawn_rate=6,
+        users=users,
+        spawn_rate=users,
         duration_s=8,
         report_dir=tmp_path / "report",
-        objectives=Objectives(p95_ms=1000),
+        objectives=Objectives(p95_ms=p95_ms),
         hpa_api=None,
     )
+    return criteria
+
+
+@pytest.mark.parametrize("agent", [{"FAULT_ERROR_RATE": "0.3"}], indirect=True)
+def test_an_error_rate_fails_the_verdict(agent, tmp_path) -> None:
+    criteria = short_run(agent, tmp_path, users=6, p95_ms=1000)
     error_rate = next(c for c in criteria if c.name == "error rate")
     assert error_rate.status == "FAIL"
     assert float(error_rate.measured.split("%")[0]) > 5
@@ -96,15 +101,7 @@ def test_an_error_rate_fails_the_verdict(agent, tmp_path) -> None:
 
 @pytest.mark.parametrize("agent", [{"FAULT_LATENCY_MS": "250"}], indirect=True)
 def test_latency_over_the_objective_fails_the_verdict(agent, tmp_path) -> None:
-    criteria, _ = run(
-        agent,
-        users=4,
-        spawn_rate=4,
-        duration_s=8,
-        report_dir=tmp_path / "report",
-        objectives=Objectives(p95_ms=100),
-        hpa_api=None,
-    )
+    criteria = short_run(agent, tmp_path, users=4, p95_ms=100)
     latency = next(c for c in criteria if c.name == "p95 latency")
     assert latency.status == "FAIL" and int(latency.measured.split()[0]) >= 250
     assert overall(criteria) == "FAIL"

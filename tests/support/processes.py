@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,10 +12,20 @@ from pathlib import Path
 
 import httpx
 
-from devstack.net import free_port
-from devstack.tools import require
+from devstack.core.net import free_port, port_open
+from devstack.core.tools import require
 
-__all__ = ["ChromaProcess", "RedisProcess", "agent_environment", "free_port", "wait_until"]
+__all__ = [
+    "RESTRICTED",
+    "ChromaProcess",
+    "RedisProcess",
+    "agent_environment",
+    "free_port",
+    "wait_until",
+]
+
+# `docker run` flags for a container held to what Pod Security restricted asks of a pod.
+RESTRICTED = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
 
 
 def agent_environment(**overrides: str) -> dict[str, str]:
@@ -40,12 +49,6 @@ def wait_until(check: object, timeout: float, what: str) -> None:
             last = exc
         time.sleep(0.05)
     raise TimeoutError(f"{what} not ready after {timeout}s (last error: {last!r})")
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 class ManagedProcess:

@@ -1,6 +1,5 @@
-"""tasks.py: commands recorded with invoke's MockContext, and `invoke dev` run for real."""
+"""tasks/dev.py: commands recorded with invoke's MockContext, and `invoke dev` run for real."""
 
-import inspect
 import os
 import re
 import shutil
@@ -8,18 +7,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from invoke import Exit, MockContext, Result
 
-import tasks
-from devstack import tools as devtools
-from devstack.tools import require
+from devstack.core import tools as devtools
+from tasks import dev as tasks
+from tests.conftest import ROOT
 from tests.support.processes import agent_environment, free_port, wait_until
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def recorded(c: MockContext) -> list[tuple[str, dict]]:
@@ -88,28 +84,17 @@ def test_doctor_lists_every_tool_and_strict_fails_on_missing(c, monkeypatch, cap
 
 
 @pytest.mark.unit
-def test_preflight_exit_says_what_to_install(monkeypatch) -> None:
-    monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(Exit) as info:
-        tasks._cluster_step(lambda: require("kind"))
-    assert info.value.code == 127
-    assert "kind not found: go install sigs.k8s.io/kind@latest" in str(info.value.message)
-
-
-@pytest.mark.unit
-def test_every_task_documents_its_flags() -> None:
-    for name, task in tasks.ns.tasks.items():
-        assert task.__doc__, name
-        flags = [p for p in inspect.signature(task.body).parameters if p != "c"]
-        for flag in flags:
-            assert flag in task.help, f"invoke {name}: --{flag} has no help"
+def test_test_refuses_a_tier_that_does_not_exist(c) -> None:
+    with pytest.raises(Exit, match="unknown test tier 'integation'"):
+        tasks.test(c, marker="unit or integation")
+    assert recorded(c) == []
 
 
 @pytest.mark.integration
 def test_invoke_dev_serves_seeds_and_reloads_on_code_changes(tmp_path) -> None:
     """The README's `invoke dev`, for real, in a copy of the project so that it can be edited."""
     project = tmp_path / "project"
-    for item in ("agent", "devstack", "tasks.py"):
+    for item in ("agent", "devstack", "tasks"):
         source = ROOT / item
         if source.is_dir():
             shutil.copytree(source, project / item, ignore=shutil.ignore_patterns("__pycache__"))

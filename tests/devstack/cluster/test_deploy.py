@@ -4,9 +4,10 @@ import pytest
 from invoke import Exit, MockContext
 from invoke import Result as InvokeResult
 
-from devstack.cluster import Result, Tools
-from devstack.deploy import DeployError, check_context, deploy, pin_image, rollback
-from devstack.manifests import render
+from devstack.cluster.deploy import DeployError, check_context, deploy, pin_image, rollback
+from devstack.cluster.kind import ClusterCli
+from devstack.cluster.render import render
+from devstack.core.runner import Result, Runner
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
@@ -19,11 +20,11 @@ class Kubectl:
         self.calls: list[list[str]] = []
         self.applied = ""
 
-    def __call__(self, argv, *, check=True, stdin=None, capture=True) -> Result:
+    def __call__(self, argv, how) -> Result:
         args = list(argv[1:])
         self.calls.append(args)
         if args[2:4] == ["apply", "-f"]:
-            self.applied = stdin
+            self.applied = how.stdin
         if (
             "status" in args
             and not self.rollout_ok
@@ -33,8 +34,8 @@ class Kubectl:
         return Result(0)
 
 
-def tools(kubectl: Kubectl) -> Tools:
-    return Tools(kubectl, lambda name: f"/fake/{name}", context="kind-vaia")
+def tools(kubectl: Kubectl) -> ClusterCli:
+    return ClusterCli(Runner(resolve=lambda name: [f"/fake/{name}"], execute=kubectl), "kind-vaia")
 
 
 def test_a_good_rollout_applies_the_pinned_image(tmp_path) -> None:
@@ -102,22 +103,16 @@ def test_rollback_undoes_and_waits() -> None:
 
 
 def test_cd_dry_run_runs_nothing(monkeypatch, capsys) -> None:
-    import tasks
+    from devstack.release import cd as chain
+    from tasks import release
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the dry run ran something")
 
-    for name in (
-        "_docker",
-        "build_image",
-        "push_image",
-        "deploy_overlay",
-        "run_gate",
-        "smoke_test",
-    ):
-        monkeypatch.setattr(tasks, name, forbidden)
-    c = MockContext()
-    tasks.cd(c, dry_run=True)
+    for name in ("build_image", "scan_image", "push", "deploy", "smoke_test", "port_forward"):
+        monkeypatch.setattr(chain, name, forbidden)
+    monkeypatch.setattr(release, "docker", forbidden)
+    release.cd(MockContext(), dry_run=True)
     out = capsys.readouterr().out
     for stage in ("test", "build", "scan", "push", "deploy", "smoke"):
         assert stage in out
@@ -125,7 +120,8 @@ def test_cd_dry_run_runs_nothing(monkeypatch, capsys) -> None:
 
 
 def test_cd_stops_at_the_first_failed_gate(monkeypatch, capsys) -> None:
-    import tasks
+    from devstack.release import cd as chain
+    from tasks import release
 
     ran = []
 
@@ -133,13 +129,46 @@ def test_cd_stops_at_the_first_failed_gate(monkeypatch, capsys) -> None:
         ran.append("build")
         raise RuntimeError("build broke")
 
-    monkeypatch.setattr(tasks, "build_image", failing_build)
-    monkeypatch.setattr(tasks, "_docker", lambda: None)
-    for name in ("push_image", "deploy_overlay", "run_gate", "smoke_test"):
-        monkeypatch.setattr(tasks, name, lambda *a, name=name, **k: ran.append(name))
+    monkeypatch.setattr(chain, "build_image", failing_build)
+    monkeypatch.setattr(release, "docker", lambda: None)
+    for name in ("scan_image", "push", "deploy", "smoke_test"):
+        monkeypatch.setattr(chain, name, lambda *a, name=name, **k: ran.append(name))
     c = MockContext(run=InvokeResult(), repeat=True)
-    with pytest.raises(Exit):
-        tasks.cd(c)
+    with pytest.raises(Exit, match="cd stopped at a failed gate"):
+        release.cd(c)
     assert ran == ["build"]
     out = capsys.readouterr().out
-    assert "FAILED" in out and "not run" in out
+    assert "FAILED" in out and "not run" in out and "build broke" in out
+
+
+def test_cd_hands_the_built_image_and_the_pushed_reference_to_the_next_stages(
+    monkeypatch,
+) -> None:
+    from devstack.image.docker import BuildResult
+    from devstack.release import cd as chain
+    from devstack.release.pipeline import run_stages, succeeded
+
+    seen = {}
+    monkeypatch.setattr(
+        chain, "build_image", lambda *a, **k: BuildResult(["vaia-agent:sha-1234567"], "id", 1, "")
+    )
+    monkeypatch.setattr(chain, "scan_image", lambda d, r, image, *a, **k: seen.update(scan=image))
+    monkeypatch.setattr(chain, "push", lambda d, r, image, registry: f"{registry}/x@sha256:1")
+    monkeypatch.setattr(chain, "deploy", lambda cli, r, o, ref, **k: seen.update(deploy=ref))
+
+    class Forward:
+        def __init__(self, *args):
+            pass
+
+        def __enter__(self):
+            return "http://127.0.0.1:1"
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(chain, "port_forward", Forward)
+    monkeypatch.setattr(chain, "smoke_test", lambda url: "ok")
+    plan = chain.CdPlan(ROOT, "ci", "localhost:5001", False, chain.ScanOptions(), "unit")
+    stages = chain.cd_stages(plan, tools(Kubectl()), lambda marker: None, lambda: None, print)
+    assert succeeded(run_stages(stages, dry_run=False, log=lambda _: None))
+    assert seen == {"scan": "vaia-agent:sha-1234567", "deploy": "localhost:5001/x@sha256:1"}

@@ -5,16 +5,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from devstack.cluster import (
-    REGISTRY_HOSTS_TOML,
-    CommandError,
-    Result,
-    Shell,
-    Tools,
-    cluster_down,
-    cluster_up,
-)
-from devstack.tools import MissingToolError
+from devstack.cluster.kind import REGISTRY_HOSTS_TOML, ClusterCli, cluster_down, cluster_up
+from devstack.core.errors import MissingToolError
+from devstack.core.runner import Result, Runner
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
@@ -32,13 +25,11 @@ class World:
     files: dict[tuple[str, str], str] = field(default_factory=dict)
     calls: list[list[str]] = field(default_factory=list)
 
-    def __call__(self, argv, *, check=True, stdin=None, capture=True) -> Result:
+    def __call__(self, argv, how) -> Result:
+        """The runner's `execute`: what the tools would answer."""
         argv = [argv[0].rsplit("/", 1)[-1], *argv[1:]]
         self.calls.append(argv)
-        result = getattr(self, argv[0])(argv[1:], stdin)
-        if check and result.returncode != 0:
-            raise CommandError(" ".join(argv))
-        return result
+        return getattr(self, argv[0])(argv[1:], how.stdin)
 
     def docker(self, args, stdin) -> Result:
         match args:
@@ -107,13 +98,13 @@ class World:
         ]
 
 
-def tools_for(world: World, missing: str | None = None) -> Tools:
-    def resolve(name: str) -> str:
+def tools_for(world: World, missing: str | None = None) -> ClusterCli:
+    def resolve(name: str) -> list[str]:
         if name == missing:
             raise MissingToolError(f"{name} not found: install it")
-        return f"/fake/{name}"
+        return [f"/fake/{name}"]
 
-    return Tools(world, resolve)
+    return ClusterCli(Runner(resolve=resolve, execute=world))
 
 
 def test_first_run_creates_everything_in_order() -> None:
@@ -188,23 +179,13 @@ def test_down_removes_cluster_and_registry_and_is_idempotent() -> None:
     assert world.mutations() == []
 
 
-def test_shell_runs_for_real_and_never_echoes_stdin() -> None:
-    echoed = []
-    shell = Shell(echo=echoed.append)
-    assert shell(["cat"], stdin="secret-stdin").stdout == "secret-stdin"
-    assert echoed == ["$ cat"]
-    with pytest.raises(CommandError, match="false failed"):
-        shell(["false"])
-    assert shell(["false"], check=False).returncode == 1
-
-
 def test_tasks_turn_a_missing_tool_into_a_clear_exit(monkeypatch) -> None:
     from invoke import Exit, MockContext
 
-    import tasks
+    from tasks import cluster
 
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(Exit) as info:
-        tasks.cluster_up(MockContext())
+        cluster.create(MockContext())
     assert info.value.code == 127
     assert "not found:" in str(info.value.message)

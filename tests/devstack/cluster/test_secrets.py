@@ -1,6 +1,6 @@
 import pytest
 
-from devstack.secrets import SecretError, fill_secret, secret_values
+from devstack.cluster.secrets import SecretError, fill_secret, secret_values
 
 pytestmark = pytest.mark.unit
 

@@ -3,7 +3,8 @@ import stat
 
 import pytest
 
-from devstack.tools import TOOLS, MissingToolError, inspect, parse_version, python_packages, require
+from devstack.core.errors import MissingToolError
+from devstack.core.tools import TOOLS, inspect, parse_version, python_packages, require
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,7 @@ import subprocess
 
 import pytest
 
-from devstack.images import GitState, cached_steps, git_state, image_tags, labels
+from devstack.image.build import GitState, cached_steps, git_state, image_tags, labels
 
 pytestmark = pytest.mark.unit
 

@@ -6,17 +6,16 @@ import httpx
 import pytest
 import yaml
 
-from devstack.compose import Stack, find_compose, standin_service_images
-from devstack.docker import Docker
+from devstack.core.tools import command
+from devstack.image.compose import Stack, standin_service_images
 from tests.conftest import ROOT
 from tests.support.processes import free_port, wait_until
 
 
 @pytest.mark.static
 def test_compose_file_is_valid_and_keeps_the_contract() -> None:
-    docker = Docker()
     rendered = subprocess.run(
-        [*find_compose(docker), "--project-directory", str(ROOT), "config", "--format", "json"],
+        [*command("compose"), "--project-directory", str(ROOT), "config", "--format", "json"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from devstack.bench import edit_code
-from devstack.images import (
+from devstack.core.tools import require
+from devstack.image.build import (
     SIZE_BUDGET_BYTES,
     cached_steps,
     copy_context,
@@ -17,11 +17,11 @@ from devstack.images import (
     labels,
     pip_ca_file,
 )
-from devstack.standins import standin_tags
-from devstack.tools import require
-from devstack.trivy import config_scan, findings, image_scan
+from devstack.image.standins import standin_tags
+from devstack.perf.image import edit_code
+from devstack.release.trivy import config_scan, findings, image_scan
 from tests.conftest import ROOT
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import RESTRICTED, free_port, wait_until
 
 RUNTIME_MODULES = [
     "google.genai",
@@ -169,11 +169,7 @@ def test_runs_read_only_as_non_root_and_serves_health(docker, offline_image) -> 
             "-d",
             "--name",
             name,
-            "--read-only",
-            "--cap-drop",
-            "ALL",
-            "--security-opt",
-            "no-new-privileges",
+            *RESTRICTED,
             "-p",
             f"127.0.0.1:{port}:8080",
             offline_image,
@@ -273,17 +269,8 @@ def test_editing_agent_code_reuses_the_dependency_layers(docker, offline_image, 
 
 
 @pytest.mark.container
-def test_dev_target_has_a_shell_tar_and_a_writable_app_dir(docker, offline_image) -> None:
-    bases = standin_tags()
-    ca = pip_ca_file()
-    tag = "vaia-agent:dev-test"
-    docker.build(
-        ROOT,
-        tags=[tag],
-        target="dev",
-        build_args={"BUILDER_IMAGE": bases.builder, "RUNTIME_IMAGE": bases.runtime},
-        secrets={"pip_ca": ca} if ca else None,
-    )
+def test_dev_target_has_a_shell_tar_and_a_writable_app_dir(docker, dev_image) -> None:
+    tag = dev_image
     probe = (
         "id -u; command -v tar; stat -c %u /app /app/agent; touch /app/agent/probe && echo writable"
     )

@@ -5,7 +5,7 @@ import tarfile
 
 import pytest
 
-from devstack import standins
+from devstack.image import standins
 
 pytestmark = pytest.mark.unit
 

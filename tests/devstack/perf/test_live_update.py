@@ -2,26 +2,11 @@
 
 import pytest
 
-from devstack.bench import LiveUpdateEmulator, dependency_change
-from devstack.images import base_build_args, pip_ca_file
+from devstack.perf.live_update import LiveUpdateEmulator, dependency_change
 from tests.conftest import ROOT
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.container
-
-
-@pytest.fixture(scope="module")
-def dev_image(docker) -> str:
-    ca = pip_ca_file()
-    tag = "vaia-agent:dev-live-update"
-    docker.build(
-        ROOT,
-        tags=[tag],
-        target="dev",
-        build_args=base_build_args(docker, offline=True),
-        secrets={"pip_ca": ca} if ca else None,
-    )
-    return tag
 
 
 def test_a_synced_edit_is_served_without_a_rebuild(docker, dev_image) -> None:

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from devstack.loadtest import (
+from devstack.perf.loadtest import (
     HpaSample,
     HpaWatcher,
     HpaWatchError,
@@ -196,7 +196,7 @@ def test_api_errors_are_a_clear_error() -> None:
 
 @pytest.mark.integration
 def test_an_unreachable_api_is_a_clear_error() -> None:
-    from devstack.net import free_port
+    from devstack.core.net import free_port
 
     with pytest.raises(HpaWatchError, match="cannot reach the Kubernetes API"):
         HpaWatcher(autoscaling_api(host=f"http://127.0.0.1:{free_port()}")).__enter__()

@@ -1,9 +1,14 @@
-import sys
-
 import pytest
 
-from devstack.bench import END_MARK, START_MARK, Throughput, start_server, write_benchmarks_md, wrk
-from devstack.net import free_port
+from devstack.core.net import free_port
+from devstack.perf.service import (
+    END_MARK,
+    START_MARK,
+    Throughput,
+    start_server,
+    write_benchmarks_md,
+    wrk,
+)
 
 RESULTS = [Throughput("bare", 1000, 1, 2, 3, 0), Throughput("hit", 500, 2, 3, 4, 0)]
 
@@ -25,10 +30,9 @@ def test_only_the_measured_block_is_rewritten(tmp_path) -> None:
 def test_wrk_measures_a_real_server() -> None:
     port = free_port()
     argv = [
-        sys.executable,
         "-m",
         "uvicorn",
-        "devstack.hello:app",
+        "devstack.perf.hello:app",
         "--host",
         "127.0.0.1",
         "--port",

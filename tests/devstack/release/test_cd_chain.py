@@ -12,9 +12,9 @@ from datetime import date
 import httpx
 import pytest
 
-from devstack.registry import PushRefusedError, push
-from devstack.scan import ScanError, passed_scan, record_path, run_gate
-from devstack.tools import require
+from devstack.core.tools import require
+from devstack.release.registry import PushRefusedError, push
+from devstack.release.scan import ScanError, passed_scan, record_path, run_gate
 from tests.conftest import ROOT
 from tests.support.processes import ManagedProcess, free_port
 
@@ -154,58 +154,32 @@ def test_an_expired_trivyignore_entry_fails_the_gate(docker, offline_image, tmp_
     assert result.passed
 
 
-def test_invoke_scan_fails_closed_when_the_vulnerability_db_is_unreachable(offline_image) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "invoke",
-            "scan",
-            "--image",
-            offline_image,
-            "--db-repository",
-            "127.0.0.1:9/none/trivy-db",
-        ],
+def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+    """`invoke <args>` in the repository, as a user types it."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
         env={**os.environ, "COLUMNS": "300"},
     )
+
+
+def test_invoke_scan_fails_closed_when_the_vulnerability_db_is_unreachable(offline_image) -> None:
+    done = invoke("scan", "--image", offline_image, "--db-repository", "127.0.0.1:9/none/trivy-db")
     assert done.returncode == 1
     assert "vulnerability database could not be fetched" in done.stderr
     assert "--vuln-report" in done.stderr and "--cache-dir" in done.stderr
 
 
 def test_invoke_scan_and_push_tasks_end_to_end(offline_image, registry) -> None:
-    env = {**os.environ, "COLUMNS": "300"}
-    scanned = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "invoke",
-            "scan",
-            "--image",
-            offline_image,
-            "--vuln-report",
-            str(FIXTURES / "trivy-vuln-clean.json"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
+    scanned = invoke(
+        "scan", "--image", offline_image, "--vuln-report", str(FIXTURES / "trivy-vuln-clean.json")
     )
     assert scanned.returncode == 0, scanned.stdout + scanned.stderr
     assert "scan passed" in scanned.stdout
-    pushed = subprocess.run(
-        [sys.executable, "-m", "invoke", "push", "--image", offline_image, "--registry", registry],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    pushed = invoke("push", "--image", offline_image, "--registry", registry)
     assert pushed.returncode == 0, pushed.stderr
     [line] = [line for line in pushed.stdout.splitlines() if line.startswith("pushed: ")]
     assert line.startswith(f"pushed: {registry}/vaia-agent@sha256:")

@@ -3,7 +3,7 @@ from datetime import date
 
 import pytest
 
-from devstack.scan import ScanError, blocking, expired, parse_trivyignore
+from devstack.release.scan import ScanError, blocking, expired, parse_trivyignore
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit

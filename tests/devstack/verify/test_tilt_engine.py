@@ -143,7 +143,7 @@ def test_what_invoke_deploy_applies_comes_up_on_an_empty_cluster(overlay) -> Non
 
 
 def test_the_deploy_replay_catches_a_stream_in_the_wrong_order_and_a_missing_secret() -> None:
-    from devstack.deploy import manifests_for
+    from devstack.cluster.deploy import manifests_for
     from devstack.verify.tilt_engine import replay_kubectl_apply
 
     stream = manifests_for(ROOT, "ci", replays.PINNED_IMAGE, environ={})

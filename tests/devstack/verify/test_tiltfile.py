@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from devstack import manifests as m
+from devstack.cluster.render import render, render_dir
+from devstack.verify import manifests as m
 from devstack.verify.apiserver import ApiServer
 from devstack.verify.kind import kubectl_world
 from devstack.verify.replays import load_tiltfile, prepared_kind_cluster
@@ -23,7 +24,7 @@ def load_source(source: str):
         context="kind-vaia",
         environ={},
         world=kubectl_world(None),
-        render=m.render_dir,
+        render=render_dir,
         source=source,
     )
 
@@ -141,7 +142,7 @@ def test_sync_target_is_where_the_dev_stage_keeps_the_code(tilt) -> None:
 def test_what_tilt_deploys_is_the_dev_overlay(tilt) -> None:
     [call] = tilt.called("kustomize")
     assert call.args["pathToDir"] == "k8s/overlays/dev"
-    rendered = {(o["kind"], o["metadata"]["name"]) for o in m.render(ROOT, "dev")}
+    rendered = {(o["kind"], o["metadata"]["name"]) for o in render(ROOT, "dev")}
     assert {(o["kind"], o["metadata"]["name"]) for o in tilt.entities} == rendered
 
 

@@ -1,0 +1,1 @@
+"""The cluster: kind and its local registry, kustomize rendering, deploys, Tilt."""

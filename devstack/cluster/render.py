@@ -1,0 +1,35 @@
+"""The manifests as kubectl sees them: `kubectl kustomize` of an overlay, in kustomize's order
+(Namespace first), which is also the order `kubectl apply` sends them in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devstack.core.errors import DevstackError
+from devstack.core.runner import Runner
+
+Obj = dict[str, Any]
+OVERLAYS = ("dev", "ci", "prod")
+
+
+class RenderError(DevstackError):
+    """kustomize could not render an overlay; the message carries its error."""
+
+
+def render_dir(path: Path, runner: Runner | None = None) -> str:
+    """`kubectl kustomize <path>`: the YAML stream."""
+    done = (runner or Runner()).run("kubectl", "kustomize", str(path), check=False, timeout=120)
+    if done.returncode != 0:
+        raise RenderError(f"kubectl kustomize {path} failed: {done.stderr.strip()[-1000:]}")
+    return done.stdout
+
+
+def render(root: Path, overlay: str, runner: Runner | None = None) -> list[Obj]:
+    """An overlay's objects, in stream order."""
+    if overlay not in OVERLAYS:
+        raise RenderError(f"unknown overlay {overlay!r}: one of {', '.join(OVERLAYS)}")
+    text = render_dir(root / "k8s" / "overlays" / overlay, runner)
+    return [doc for doc in yaml.safe_load_all(text) if doc]

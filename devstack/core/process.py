@@ -1,0 +1,115 @@
+"""The only module that starts processes: `execute` runs one to completion, `spawn` starts one
+in the background. Everything else goes through `Runner` (runner.py) or the preflight (tools.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from devstack.core.errors import CommandError, MissingToolError
+
+DEFAULT_TIMEOUT = 900.0
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str = ""
+    stderr: str = ""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """How to run one command."""
+
+    stdin: str | bytes | IO[bytes] | None = None
+    capture: bool = True  # False: the program has the terminal (tilt up)
+    timeout: float | None = DEFAULT_TIMEOUT
+    env: Mapping[str, str] | None = None
+    cwd: Path | None = None
+    on_line: Callable[[str], None] | None = None  # stream stdout+stderr, line by line
+
+
+Execute = Callable[[Sequence[str], Invocation], Result]
+
+
+def execute(argv: Sequence[str], how: Invocation) -> Result:
+    """Run `argv` to completion. The only place that waits on a subprocess."""
+    env = dict(how.env) if how.env is not None else None
+    try:
+        if not how.capture:
+            return Result(subprocess.run(list(argv), env=env, cwd=how.cwd, check=False).returncode)
+        if how.on_line is not None:
+            return _streamed(argv, how, env)
+        binary = isinstance(how.stdin, bytes) or (
+            how.stdin is not None and not isinstance(how.stdin, str)
+        )
+        data = how.stdin if isinstance(how.stdin, str | bytes) else None
+        done = subprocess.run(
+            list(argv),
+            input=data,
+            stdin=None if data is not None or how.stdin is None else how.stdin,
+            capture_output=True,
+            text=not binary,
+            env=env,
+            cwd=how.cwd,
+            timeout=how.timeout,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise MissingToolError(f"{argv[0]} is gone: {exc.strerror}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandError(f"{_name(argv)} did not finish within {how.timeout:.0f} s") from exc
+    out, err = done.stdout, done.stderr
+    if isinstance(out, bytes):
+        out, err = out.decode(errors="replace"), err.decode(errors="replace")
+    return Result(done.returncode, out or "", err or "")
+
+
+def _streamed(argv: Sequence[str], how: Invocation, env: dict[str, str] | None) -> Result:
+    assert how.on_line is not None
+    process = subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=how.cwd,
+    )
+    lines = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line)
+        how.on_line(line)
+    try:
+        code = process.wait(timeout=how.timeout)
+    except subprocess.TimeoutExpired as exc:
+        process.kill()
+        raise CommandError(f"{_name(argv)} did not finish within {how.timeout:.0f} s") from exc
+    return Result(code, "".join(lines), "")
+
+
+def spawn(
+    argv: Sequence[str], env: Mapping[str, str] | None, cwd: Path | None
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in the background (its stdout discarded, its stderr kept for errors)."""
+    try:
+        return subprocess.Popen(
+            list(argv),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+        )
+    except FileNotFoundError as exc:
+        raise MissingToolError(f"{argv[0]} is gone: {exc.strerror}") from exc
+
+
+def _name(argv: Sequence[str]) -> str:
+    words = [Path(argv[0]).name, *[a for a in argv[1:3] if not a.startswith("-")]]
+    return " ".join(words)

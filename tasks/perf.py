@@ -1,0 +1,160 @@
+"""Performance: `invoke bench` (service, image, inner loop) and `invoke loadtest`."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from invoke import Context
+
+from devstack.cluster.kind import ClusterCli, port_forward
+from devstack.core.console import console, status, table
+from devstack.core.errors import DevstackError, UsageError
+from devstack.core.names import CONTEXT, IMAGE
+from devstack.core.net import free_port
+from devstack.image.build import build_image
+from devstack.image.docker import Docker
+from devstack.perf import loadtest as load
+from devstack.perf.image import image_bench
+from devstack.perf.live_update import LiveUpdateEmulator, dependency_change
+from devstack.perf.service import service_bench, write_benchmarks_md
+from tasks._base import ROOT, runner, task
+from tasks.image import docker
+
+
+@task(
+    help={
+        "image": "the image: size, layers, cold build, rebuild after a code-only change",
+        "live_update": "Tilt's inner loop, emulated: edit-to-serve, and a dependency change",
+        "service": "infer throughput and latency (cache hit, miss) against a bare endpoint; "
+        "writes docs/benchmarks.md",
+        "offline": "build on the stand-in bases (no registry needed)",
+        "seconds": "seconds of load per service measurement (default 10)",
+    }
+)
+def bench(
+    c: Context,
+    image: bool = False,
+    live_update: bool = False,
+    service: bool = False,
+    offline: bool = False,
+    seconds: int = 10,
+) -> None:
+    """Run benchmarks (all sections when none is named) and print their tables."""
+    if seconds < 1:
+        raise UsageError(f"--seconds {seconds}: at least 1")
+    run_all = not (image or live_update or service)
+    if service or run_all:
+        bench_service(seconds)
+    if image or run_all:
+        bench_image(docker(), offline)
+    if live_update or run_all:
+        bench_live_update(docker(), offline)
+
+
+def bench_service(seconds: int) -> None:
+    runner().preflight("wrk")
+    results, startup = service_bench(ROOT, seconds=seconds)
+    baseline = results[0]
+    rows = [
+        (
+            r.name,
+            f"{r.rps:.0f}",
+            f"{baseline.rps / r.rps if r.rps else float('inf'):.2f}x",
+            f"{r.p50_ms:.1f}",
+            f"{r.p95_ms:.1f}",
+            f"{r.p99_ms:.1f}",
+            str(r.errors),
+        )
+        for r in results
+    ]
+    columns = ("endpoint", "req/s", "vs bare", "p50 ms", "p95 ms", "p99 ms", "errors")
+    title = "service benchmark (wrk, 8 connections, one process each)"
+    console.print(table(title, columns, rows, right=columns[1:]))
+    console.print(f"invoke dev: ready with the knowledge base seeded after {startup:.2f} s")
+    path = write_benchmarks_md(ROOT / "docs" / "benchmarks.md", results, startup, seconds)
+    console.print(f"written: {path}")
+
+
+def bench_image(client: Docker, offline: bool) -> None:
+    result = image_bench(client, ROOT, offline=offline, log=console.print)
+    rows = [
+        ("image size (docker image inspect)", f"{result.size_bytes / 1e6:.1f} MB"),
+        ("cold build, no cache", f"{result.cold_build_seconds:.1f} s"),
+        ("rebuild after a code-only change", f"{result.rebuild_seconds:.1f} s"),
+        ("steps reused from cache in that rebuild", str(result.rebuild_cached_steps)),
+    ]
+    console.print(table(f"image benchmark: {result.tag}", ("measure", "value"), rows, ("value",)))
+    layers = [(f"{s / 1e6:.1f} MB", by[:90] or "(base image)") for s, by in result.layers]
+    console.print(table("layers", ("size", "created by"), layers, right=("size",)))
+
+
+def bench_live_update(client: Docker, offline: bool, edits: int = 5) -> None:
+    image = build_image(client, ROOT, offline=offline, target="dev", log=console.print).tags[0]
+    with LiveUpdateEmulator(client, image, free_port()) as pod:
+        times = sorted(pod.edit_and_wait(ROOT).edit_to_serve_seconds for _ in range(edits))
+    change = dependency_change(client, ROOT, offline, free_port(), log=console.print)
+    rows = [
+        ("code edit -> served (live update), median", f"{times[len(times) // 2]:.2f} s", "<= 1 s"),
+        (f"code edit -> served, worst of {edits}", f"{times[-1]:.2f} s", ""),
+        ("dependency change -> new image serving", f"{change.total_seconds:.1f} s", ""),
+        ("  of which: dev image rebuild", f"{change.rebuild_seconds:.1f} s", ""),
+        ("  of which: new pod until it serves", f"{change.serve_seconds:.1f} s", ""),
+    ]
+    title = "the inner loop (Tilt, emulated on the dev image)"
+    console.print(table(title, ("measure", "value", "goal"), rows, right=("value", "goal")))
+
+
+@task(
+    help={
+        "users": "concurrent locust users (default 40)",
+        "spawn_rate": "users started per second (default 10)",
+        "duration": "how long: seconds, or locust's 90s / 2m / 1h30m (default 90)",
+        "host": "the agent's URL; default: the cluster's vaia-agent Service through a port-forward",
+        "no_hpa": "do not watch the HPA (no cluster): autoscaling is reported as SKIPPED",
+        "max_error_rate": "error-rate objective, a fraction (default 0.01)",
+        "p95_ms": "p95 latency objective in milliseconds (default 500)",
+        "scale_within": "seconds within which the HPA must scale out (default: the duration)",
+        "report_dir": "where the report goes (default reports/loadtest-<time>)",
+    }
+)
+def loadtest(
+    c: Context,
+    users: int = 40,
+    spawn_rate: float = 10,
+    duration: str = "90",
+    host: str = "",
+    no_hpa: bool = False,
+    max_error_rate: float = 0.01,
+    p95_ms: float = 500,
+    scale_within: float = 0,
+    report_dir: str = "",
+) -> None:
+    """Headless locust against the agent, the HPA watched; a verdict with evidence, and a report."""
+    seconds = load.parse_duration(duration)
+    if users < 1 or spawn_rate <= 0:
+        raise UsageError("--users must be at least 1 and --spawn-rate above 0")
+    objectives = load.Objectives(max_error_rate, p95_ms, scale_within or seconds)
+    folder = (
+        Path(report_dir)
+        if report_dir
+        else ROOT / "reports" / time.strftime("loadtest-%Y%m%d-%H%M%S")
+    )
+    cli = ClusterCli(runner())
+    cli.runner.preflight("locust", *([] if host else ["kubectl"]))
+    api = None if no_hpa else load.autoscaling_api(context=CONTEXT)
+    with contextlib.ExitStack() as stack:
+        target = host or stack.enter_context(port_forward(cli, IMAGE, free_port()))
+        console.print(f"load: {users} users (+{spawn_rate}/s) for {seconds} s on {target}")
+        criteria, summary = load.run(
+            target, users, spawn_rate, seconds, folder, objectives, api, log=console.print
+        )
+    rows = [(k.name, status(k.status), k.measured, k.objective) for k in criteria]
+    console.print(
+        table("load test verdict", ("criterion", "result", "measured", "objective"), rows)
+    )
+    final = load.overall(criteria)
+    console.print(f"verdict: [bold]{final}[/]   report: {summary}")
+    if final != "PASS":
+        raise DevstackError(f"load test failed: see {summary}")

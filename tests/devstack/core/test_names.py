@@ -1,0 +1,42 @@
+"""The shared names (devstack/core/names.py) and the files that cannot import them agree."""
+
+import re
+import tomllib
+
+import pytest
+import yaml
+
+from devstack.cluster.render import render
+from devstack.core import names
+from devstack.verify import manifests as m
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.static
+
+
+def test_one_chromadb_version_everywhere() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert extras["embedded"] == [f"chromadb=={names.CHROMADB_VERSION}"]
+    assert extras["client"] == [f"chromadb-client=={names.CHROMADB_VERSION}"]
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    assert compose["services"]["chromadb"]["image"].endswith(f":{names.CHROMADB_VERSION}}}")
+    server = m.find(render(ROOT, "prod"), "StatefulSet", "chromadb")
+    assert m.pod_spec(server)["containers"][0]["image"] == (
+        f"chromadb/chroma:{names.CHROMADB_VERSION}"
+    )
+    lock = (ROOT / "requirements" / "runtime.lock").read_text()
+    assert re.search(rf"^chromadb-client=={re.escape(names.CHROMADB_VERSION)} ", lock, re.M)
+
+
+def test_the_cluster_names_match_the_manifests_and_kind_config() -> None:
+    objs = render(ROOT, "prod")
+    assert m.find(objs, "Namespace", names.NAMESPACE)
+    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        assert m.find(objs, kind, names.IMAGE), kind
+    assert m.find(objs, "ConfigMap", names.CONFIG_MAP) and m.find(objs, "Secret", names.SECRET)
+    assert yaml.safe_load((ROOT / "kind-config.yaml").read_text())["name"] == names.CLUSTER
+    hosting = (ROOT / "k8s" / "cluster" / "local-registry-hosting.yaml").read_text()
+    assert f'host: "{names.REGISTRY_HOST}"' in hosting
+    assert names.REPO == ROOT

@@ -1,0 +1,47 @@
+"""`invoke verify`'s report, on this repository and on broken copies of it."""
+
+import shutil
+
+import pytest
+
+from devstack.verify.report import run_all
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.static
+
+
+def copy_of_the_cluster_files(tmp_path):
+    for name in ("k8s",):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    for name in ("Tiltfile", "kind-config.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+def test_every_check_passes_on_this_repository() -> None:
+    checks = run_all(ROOT, with_trivy=False)  # trivy runs per overlay in tests/k8s
+    assert [c for c in checks if not c.passed] == []
+    subjects = {c.subject for c in checks}
+    assert subjects == {
+        "k8s/overlays/dev",
+        "k8s/overlays/ci",
+        "k8s/overlays/prod",
+        "Tiltfile",
+        "kind-config.yaml",
+    }
+    assert len(checks) >= 3 * 8 + 2
+
+
+def test_a_broken_copy_fails_the_checks_that_matter(tmp_path) -> None:
+    root = copy_of_the_cluster_files(tmp_path)
+    (root / "Tiltfile").write_text((ROOT / "tests/fixtures/Tiltfile.first-round").read_text())
+    secret = root / "k8s" / "base" / "agent-secret.yaml"
+    secret.write_text(secret.read_text().replace('GEMINI_API_KEY: ""', 'OTHER: ""'))
+    kind = root / "kind-config.yaml"
+    kind.write_text(kind.read_text().replace("name: vaia", "name: dev"))
+    failed = {(c.subject, c.name) for c in run_all(root, with_trivy=False) if not c.passed}
+    assert ("Tiltfile", "a first tilt up comes up") in failed
+    assert ("kind-config.yaml", "kind v1alpha4 fields, the vaia cluster, certs.d") in failed
+    for overlay in ("dev", "ci", "prod"):
+        assert (f"k8s/overlays/{overlay}", "ConfigMap and Secret references") in failed
+        assert (f"k8s/overlays/{overlay}", "invoke deploy: comes up on an empty cluster") in failed

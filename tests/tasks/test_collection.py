@@ -1,0 +1,114 @@
+"""The task collection: namespaces with the everyday names at the root, documented flags, and
+every task's failure path ending in one clear line, never a traceback."""
+
+import dataclasses
+import inspect
+
+import pytest
+from invoke import Program
+
+import tasks
+from devstack.core import tools
+from devstack.core.net import free_port
+
+pytestmark = pytest.mark.unit
+
+
+def all_tasks() -> dict:
+    return {name: tasks.ns[name] for name in tasks.ns.task_names}
+
+
+def test_namespaced_tasks_and_the_root_names_the_workflows_and_readme_use() -> None:
+    names = set(tasks.ns.task_names)
+    assert {
+        "dev", "test", "lint", "doctor", "seed", "lock", "verify", "build", "scan", "push",
+        "deploy", "rollback", "cd", "bench", "loadtest", "up", "down",
+    } <= names  # fmt: skip
+    assert {
+        "image.build", "compose.up", "compose.down", "cluster.up", "cluster.down",
+        "release.scan", "release.push", "release.deploy", "release.rollback", "release.cd",
+        "perf.bench", "perf.loadtest",
+    } <= names  # fmt: skip
+    assert tasks.ns["release.deploy"].body is tasks.ns["deploy"].body
+
+
+def test_every_task_documents_its_flags() -> None:
+    for name, task in all_tasks().items():
+        assert task.__doc__, name
+        flags = [p for p in inspect.signature(task.body).parameters if p != "c"]
+        for flag in flags:
+            assert flag in task.help, f"invoke {name}: --{flag} has no help"
+
+
+def missing(monkeypatch, *names: str) -> None:
+    for name in names:
+        tool = dataclasses.replace(
+            tools.TOOLS[name], binary="/nonexistent/" + name, locate=lambda: None
+        )
+        monkeypatch.setitem(tools.TOOLS, name, tool)
+
+
+def no_module(monkeypatch, name: str) -> None:
+    from tasks import dev
+
+    real = dev.importlib.util.find_spec
+    monkeypatch.setattr(
+        dev.importlib.util, "find_spec", lambda n, *a: None if n == name else real(n, *a)
+    )
+
+
+# task -> (argv after `invoke`, setup, what the one line says)
+SCENARIOS = {
+    "dev": (["dev", "--port", "70000"], None, "--port 70000 is not a TCP port"),
+    "test": (["test", "-m", "unti"], None, "unknown test tier 'unti'"),
+    "lint": (["lint"], lambda mp: no_module(mp, "ruff"), "ruff is not installed"),
+    "lock": (["lock"], lambda mp: no_module(mp, "uv"), "uv is not installed"),
+    "doctor": (["doctor", "--strict"], lambda mp: missing(mp, "tilt"), "missing or too old"),
+    "seed": (["seed", "--url", "http://127.0.0.1:{port}"], None, "seeding http://127.0.0.1"),
+    "verify": (["verify", "--no-trivy"], lambda mp: missing(mp, "kubectl"), "checks failed"),
+    "build": (["build"], lambda mp: missing(mp, "docker"), "docker not found"),
+    "image.build": (["image.build", "--target", "prod"], None, "--target 'prod'"),
+    "scan": (["scan", "--image", "nope:1"], None, "nope:1 does not exist here"),
+    "push": (["push", "--image", "nope:1"], None, "nope:1 does not exist here"),
+    "deploy": (["deploy", "--image", "vaia-agent:latest"], None, "is not immutable"),
+    "rollback": (["rollback"], lambda mp: missing(mp, "kubectl"), "kubectl not found"),
+    "cd": (["cd", "--overlay", "staging"], None, "unknown overlay 'staging'"),
+    "bench": (["bench", "--service"], lambda mp: missing(mp, "wrk"), "wrk not found"),
+    "loadtest": (["loadtest", "--duration", "15x"], None, "--duration '15x'"),
+    "loadtest (no cluster)": (
+        ["loadtest", "--duration", "15s"],
+        lambda mp: mp.setenv("KUBECONFIG", "/nonexistent/kubeconfig"),
+        "run `invoke cluster.up`, or pass --host URL --no-hpa",
+    ),
+    "up": (["up"], lambda mp: missing(mp, "kind"), "kind not found"),
+    "down": (["down"], lambda mp: missing(mp, "kind"), "kind not found"),
+    "cluster.up": (["cluster.up"], lambda mp: missing(mp, "kind"), "kind not found"),
+    "cluster.down": (["cluster.down"], lambda mp: missing(mp, "kind"), "kind not found"),
+    "compose.up": (["compose.up"], lambda mp: missing(mp, "compose"), "compose not found"),
+    "compose.down": (["compose.down"], lambda mp: missing(mp, "compose"), "compose not found"),
+}
+
+
+def test_every_task_has_a_failure_scenario() -> None:
+    covered = {tasks.ns[argv[0]].body for argv, _, _ in SCENARIOS.values()}
+    for name, task in all_tasks().items():
+        assert task.body in covered, f"invoke {name} has no failure scenario"
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_a_failure_ends_in_one_clear_line_and_no_traceback(
+    scenario, monkeypatch, capsys, tmp_path
+) -> None:
+    argv, setup, says = SCENARIOS[scenario]
+    monkeypatch.chdir(tmp_path)  # nothing a task writes lands in the repository
+    monkeypatch.setenv("COLUMNS", "300")
+    if setup:
+        setup(monkeypatch)
+    argv = [arg.replace("{port}", str(free_port())) for arg in argv]
+    with pytest.raises(SystemExit) as exited:
+        Program(namespace=tasks.ns, version="test").run(["invoke", *argv])
+    assert exited.value.code not in (0, None)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and says in last, err
