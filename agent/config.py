@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+
+# A folder of one file per setting (a mounted Kubernetes Secret): read after the environment and
+# .env, so that secrets need not be environment variables, which child processes and crash
+# dumps inherit.
+SECRETS_DIR_VARIABLE = "SECRETS_DIR"
 
 ProviderName = Literal["auto", "gemini", "offline"]
 
@@ -74,6 +86,23 @@ class Settings(BaseSettings):
     # --- test-only fault injection (the load-test verdict tests need a failing server) ---
     fault_latency_ms: int = Field(0, ge=0, le=60_000)
     fault_error_rate: float = Field(0.0, ge=0.0, le=1.0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        folder = os.environ.get(SECRETS_DIR_VARIABLE)
+        if not folder:
+            return init_settings, env_settings, dotenv_settings
+        if not Path(folder).is_dir():
+            raise ValueError(f"{SECRETS_DIR_VARIABLE}={folder} is not a directory")
+        secrets = SecretsSettingsSource(settings_cls, secrets_dir=folder)
+        return init_settings, env_settings, dotenv_settings, secrets
 
     @field_validator("agent_api_keys", mode="before")
     @classmethod

@@ -10,13 +10,13 @@ from devstack.verify.report import run_all
 from tasks._base import ROOT, task
 
 
-@task(help={"trivy": "also run `trivy config` on every rendered overlay (default on)"})
-def verify(c: Context, trivy: bool = True) -> None:
+@task(help={"scanners": "also run trivy config and checkov on every overlay (default on)"})
+def verify(c: Context, scanners: bool = True) -> None:
     """The offline proof, before you push: overlays, Tiltfile, deploys, kind config.
 
     Every overlay rendered and checked, the Tiltfile loaded and a first `tilt up` replayed,
     what `invoke deploy` applies replayed, kind-config.yaml checked: a table of what passed."""
-    checks = run_all(ROOT, with_trivy=trivy)
+    checks = run_all(ROOT, with_scanners=scanners)
     rows = [
         (check.subject, check.name, status("PASS" if check.passed else "FAIL")) for check in checks
     ]

@@ -30,6 +30,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.delenv("VAIA_API_KEY", raising=False)
+    monkeypatch.delenv("SECRETS_DIR", raising=False)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""`invoke deploy` and `invoke rollback`: render an overlay with the image pinned, apply it, wait
-for the rollout, and undo it when it fails. Every command goes through `Tools` (recordable)."""
+"""`invoke deploy` and `invoke rollback`: render an overlay with the image pinned and the Secret
+filled in memory, apply it, wait for the rollout, and undo it when it fails. Every command goes
+through the runner (recordable in tests)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import yaml
 
 from devstack.cluster.kind import ClusterCli
 from devstack.cluster.render import OVERLAYS, render
-from devstack.cluster.secrets import fill_secret, secret_values
+from devstack.cluster.secrets import PULL_SECRET, RegistryAuth, fill_secret, secret_values
 from devstack.core.errors import CommandError, DevstackError
 from devstack.core.names import CONTEXT, IMAGE, NAMESPACE
 from devstack.core.runner import Result
@@ -61,20 +62,53 @@ def pin_image(objs: list[dict[str, Any]], image: str) -> list[dict[str, Any]]:
     for workload in workloads(objs):
         spec = pod_spec(workload)
         for container in [*spec.get("initContainers", []), *spec["containers"]]:
-            base = container["image"].rsplit("/", 1)[-1].split("@")[0].split(":")[0]
-            if base == IMAGE:
+            if _image_name(container["image"]) == IMAGE:
                 container["image"] = image
     return objs
 
 
+def _image_name(image: str) -> str:
+    """`ghcr.io/x/vaia-agent:tag@sha256:...` -> `vaia-agent`."""
+    return image.rsplit("/", 1)[-1].split("@")[0].split(":")[0]
+
+
+def add_pull_secret(objs: list[dict[str, Any]], auth: RegistryAuth) -> list[dict[str, Any]]:
+    """The registry's credentials as an image pull Secret, right after the Namespace (kubectl
+    applies in stream order), named by every pod that runs the agent image."""
+    namespace = next(o["metadata"]["name"] for o in objs if o["kind"] == "Namespace")
+    first = next(i for i, o in enumerate(objs) if o["kind"] == "Namespace") + 1
+    objs.insert(first, auth.secret(namespace))
+    for workload in workloads(objs):
+        spec = pod_spec(workload)
+        images = [c["image"] for c in [*spec.get("initContainers", []), *spec["containers"]]]
+        if any(_image_name(image) == IMAGE for image in images):
+            spec["imagePullSecrets"] = [{"name": PULL_SECRET}]
+    return objs
+
+
 def manifests_for(
-    root: Path, overlay: str, image: str, environ: Mapping[str, str] | None = None
+    root: Path,
+    overlay: str,
+    image: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    allow_offline: bool = False,
+    pull_secret: bool = False,
 ) -> list[dict[str, Any]]:
     """Exactly what `deploy` applies: the overlay rendered, the Secret filled from the
-    environment (in memory), the agent image pinned; in kustomize's order (Namespace first)."""
-    objs = render(root, overlay)
-    fill_secret(objs, secret_values(os.environ if environ is None else environ))
-    return pin_image(objs, image)
+    environment (in memory), the agent image pinned, an image pull Secret when asked for; in
+    kustomize's order (Namespace first)."""
+    environ = os.environ if environ is None else environ
+    values = secret_values(environ)
+    if overlay == "prod" and "GEMINI_API_KEY" not in values and not allow_offline:
+        raise DeployError(
+            "refusing to deploy prod without GEMINI_API_KEY: production would answer offline; "
+            "set the key, or pass --allow-offline if that is what you want"
+        )
+    objs = pin_image(fill_secret(render(root, overlay), values), image)
+    if pull_secret:
+        add_pull_secret(objs, RegistryAuth.from_environ(image, environ))
+    return objs
 
 
 def deploy(
@@ -85,10 +119,13 @@ def deploy(
     *,
     force: bool = False,
     timeout: str = "180s",
+    allow_offline: bool = False,
+    pull_secret: bool = False,
     log: Callable[[str], None] = print,
 ) -> None:
     check_context(overlay, cli.context, force)
-    objs = manifests_for(root, overlay, image)  # the key travels on stdin only, never argv
+    # Secrets travel on stdin only, never on a command line.
+    objs = manifests_for(root, overlay, image, allow_offline=allow_offline, pull_secret=pull_secret)
     cli.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objs))
     log(f"applied overlay {overlay} with {image} to {cli.context}")
     status = _rollout(cli, "status", timeout)

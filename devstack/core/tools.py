@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from devstack.core.errors import MissingToolError
+from devstack.core.names import REPO
 from devstack.core.process import Invocation, execute
 
 BUILDKIT_HINT = (
@@ -75,6 +76,10 @@ def locate_compose() -> list[str] | None:
         return [*docker, "compose"]
     standalone = which("docker-compose")
     return [standalone] if standalone else None
+
+
+def _found(path: str) -> list[str] | None:
+    return [path] if Path(path).exists() else None
 
 
 def locate_python() -> list[str]:
@@ -164,6 +169,16 @@ TOOLS: dict[str, Tool] = {
             ("--version",),
             "workflow security lint",
             "pip install zizmor",
+        ),
+        Tool(
+            "checkov",
+            "checkov",
+            ("--version",),
+            "policy checks of the rendered manifests",
+            "python3 -m venv .venv-checkov && .venv-checkov/bin/pip install checkov==3.3.30   "
+            "(a venv of its own: checkov pins packaging<24, which pytest 9 cannot use)",
+            (3, 2),
+            lambda: _found(which("checkov") or str(REPO / ".venv-checkov" / "bin" / "checkov")),
         ),
         Tool(
             "wrk",

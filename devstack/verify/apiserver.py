@@ -5,7 +5,7 @@ on an empty cluster comes up, and nothing else:
 - a namespaced object is refused while its Namespace does not exist (`namespaces "x" not found`);
   within one apply, objects are created in the order the client sends them;
 - the ServiceAccount controller creates `default` in every Namespace;
-- a pod starts only when every ConfigMap, Secret (and key), ServiceAccount and
+- a pod starts only when every ConfigMap, Secret (and key), image pull Secret, ServiceAccount and
   PersistentVolumeClaim it needs that is not `optional` exists; the kubelet and the workload
   controllers retry, so it starts as soon as they do, and never if they never come;
 - StatefulSet volumeClaimTemplates are bound when the cluster has a default StorageClass;
@@ -23,7 +23,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from devstack.verify.manifests import WORKLOAD_KINDS, check_restricted, pod_spec
+from devstack.verify.manifests import (
+    WORKLOAD_KINDS,
+    check_restricted,
+    missing,
+    pod_references,
+    pod_spec,
+)
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # kind, namespace ("" when cluster-scoped), name
@@ -109,11 +115,11 @@ class ApiServer:
     def pod_blockers(self, workload: Obj) -> list[str]:
         """Why the pods of `workload` cannot start in the current state (empty: they start)."""
         _, namespace, _ = key_of(workload)
-        spec = pod_spec(workload)
-        blockers = [*self._missing_references(spec, namespace)]
-        account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
-        if self.get("ServiceAccount", namespace, account) is None:
-            blockers.append(f"ServiceAccount {account} does not exist")
+        blockers = []
+        for ref in pod_references(pod_spec(workload)):
+            why = missing(ref, self.get(ref.kind, namespace, ref.name))
+            if why:
+                blockers.append(why.rsplit(" (", 1)[0])
         for claim in workload["spec"].get("volumeClaimTemplates", []):
             storage_class = claim.get("spec", {}).get("storageClassName")
             if storage_class is None and not self.default_storage_class:
@@ -129,56 +135,3 @@ class ApiServer:
                 for problem in check_restricted([workload])
             ]
         return blockers
-
-    def _data_keys(self, kind: str, namespace: str, name: str) -> set[str] | None:
-        obj = self.get(kind, namespace, name)
-        if obj is None:
-            return None
-        fields = ("data", "stringData") if kind == "Secret" else ("data", "binaryData")
-        return {key for f in fields for key in obj.get(f) or {}}
-
-    def _need(
-        self, kind: str, namespace: str, name: str, keys: Iterable[str], optional: bool
-    ) -> Iterator[str]:
-        present = self._data_keys(kind, namespace, name)
-        if optional:
-            return
-        if present is None:
-            yield f"{kind} {name} does not exist"
-            return
-        for key in keys:
-            if key not in present:
-                yield f"{kind} {name} has no key {key}"
-
-    def _missing_references(self, spec: Obj, namespace: str) -> Iterator[str]:
-        for container in [*spec.get("initContainers", []), *spec.get("containers", [])]:
-            for source in container.get("envFrom", []):
-                for kind, field_ in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
-                    if ref := source.get(field_):
-                        yield from self._need(
-                            kind, namespace, ref["name"], (), bool(ref.get("optional"))
-                        )
-            for env in container.get("env", []):
-                value_from = env.get("valueFrom", {})
-                for kind, field_ in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
-                    if ref := value_from.get(field_):
-                        yield from self._need(
-                            kind, namespace, ref["name"], [ref["key"]], bool(ref.get("optional"))
-                        )
-        for volume in spec.get("volumes", []):
-            sources = [volume, *volume.get("projected", {}).get("sources", [])]
-            for source in sources:
-                if ref := source.get("configMap"):
-                    keys = [item["key"] for item in ref.get("items", [])]
-                    yield from self._need(
-                        "ConfigMap", namespace, ref["name"], keys, bool(ref.get("optional"))
-                    )
-                if ref := source.get("secret"):
-                    name = ref.get("secretName") or ref.get("name")
-                    keys = [item["key"] for item in ref.get("items", [])]
-                    yield from self._need(
-                        "Secret", namespace, name, keys, bool(ref.get("optional"))
-                    )
-            claim = volume.get("persistentVolumeClaim")
-            if claim and self.get("PersistentVolumeClaim", namespace, claim["claimName"]) is None:
-                yield f"PersistentVolumeClaim {claim['claimName']} does not exist"

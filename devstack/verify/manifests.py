@@ -155,39 +155,71 @@ def check_hpa(objs: list[Obj]) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class Reference:
+    """Something a pod needs to exist before it starts (kubernetes.io/docs: a missing ConfigMap or
+    Secret, or key, keeps the pod from starting unless the reference is `optional`)."""
+
+    kind: str  # ConfigMap, Secret, PersistentVolumeClaim or ServiceAccount
+    name: str
+    keys: tuple[str, ...]
+    optional: bool
+    where: str
+
+
+def pod_references(spec: Obj) -> Iterator[Reference]:
+    for container in [*spec.get("initContainers", []), *spec.get("containers", [])]:
+        name = container["name"]
+        for source in container.get("envFrom", []):
+            for kind, field in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                if ref := source.get(field):
+                    yield Reference(kind, ref["name"], (), bool(ref.get("optional")), name)
+        for env in container.get("env", []):
+            for kind, field in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
+                if ref := env.get("valueFrom", {}).get(field):
+                    optional = bool(ref.get("optional"))
+                    where = f"{name}: {env['name']}"
+                    yield Reference(kind, ref["name"], (ref["key"],), optional, where)
+    for volume in spec.get("volumes", []):
+        where = f"volume {volume['name']}"
+        for source in [volume, *volume.get("projected", {}).get("sources", [])]:
+            for kind, field in (("ConfigMap", "configMap"), ("Secret", "secret")):
+                if ref := source.get(field):
+                    target = ref.get("secretName") or ref.get("name")
+                    keys = tuple(item["key"] for item in ref.get("items", []))
+                    yield Reference(kind, target, keys, bool(ref.get("optional")), where)
+        if claim := volume.get("persistentVolumeClaim"):
+            yield Reference("PersistentVolumeClaim", claim["claimName"], (), False, where)
+    for pull in spec.get("imagePullSecrets", []):
+        yield Reference("Secret", pull["name"], (), False, "imagePullSecrets")
+    account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    yield Reference("ServiceAccount", account, (), False, "serviceAccountName")
+
+
+def data_keys(obj: Obj) -> set[str]:
+    fields = ("data", "stringData") if obj["kind"] == "Secret" else ("data", "binaryData")
+    return {key for f in fields for key in obj.get(f) or {}}
+
+
+def missing(ref: Reference, found: Obj | None) -> str | None:
+    """Why `ref` keeps the pod from starting, given what was `found` under its name."""
+    if ref.optional:
+        return None
+    if found is None:
+        return f"{ref.kind} {ref.name} does not exist ({ref.where})"
+    absent = [key for key in ref.keys if key not in data_keys(found)]
+    return f"{ref.kind} {ref.name} has no key {absent[0]} ({ref.where})" if absent else None
+
+
 def check_config_refs(objs: list[Obj]) -> list[str]:
-    """Every ConfigMap/Secret (and key) a pod references exists, unless marked optional."""
-    data = {}
-    for kind in ("ConfigMap", "Secret"):
-        for obj in by_kind(objs, kind):
-            data[(kind, obj["metadata"]["name"])] = set(obj.get("data", {})) | set(
-                obj.get("stringData", {})
-            )
+    """Every ConfigMap and Secret (and key) a pod needs is in the manifests, unless optional."""
     problems = []
     for workload in workloads(objs):
-        for container in pod_spec(workload)["containers"]:
-            for source in container.get("envFrom", []):
-                for kind, ref_key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
-                    ref = source.get(ref_key)
-                    if ref and (kind, ref["name"]) not in data and not ref.get("optional"):
-                        problems.append(
-                            f"{container['name']}: envFrom {kind} {ref['name']} does not exist"
-                        )
-            for env in container.get("env", []):
-                for kind, ref_key in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
-                    ref = env.get("valueFrom", {}).get(ref_key)
-                    if not ref:
-                        continue
-                    keys = data.get((kind, ref["name"]))
-                    if keys is None:
-                        missing = f"{kind} {ref['name']}"
-                        problems.append(
-                            f"{container['name']}: {env['name']} refers to missing {missing}"
-                        )
-                    elif ref["key"] not in keys and not ref.get("optional"):
-                        problems.append(
-                            f"{container['name']}: {env['name']} refers to missing key {ref['key']}"
-                        )
+        for ref in pod_references(pod_spec(workload)):
+            if ref.kind in ("ConfigMap", "Secret"):
+                why = missing(ref, find(objs, ref.kind, ref.name))
+                if why:
+                    problems.append(f"{workload['kind']} {workload['metadata']['name']}: {why}")
     return problems
 
 

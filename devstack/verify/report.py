@@ -18,6 +18,7 @@ from devstack.release.trivy import config_scan, findings
 from devstack.verify import manifests as m
 from devstack.verify import replays
 from devstack.verify.kind_config import contract_problems, problems
+from devstack.verify.policy import checkov_problems
 from devstack.verify.tiltfile import TiltfileError
 
 KUBERNETES_VERSION = "1.32.0"  # kind's node image of this era, and the namespace's enforce-version
@@ -85,6 +86,7 @@ def overlay_checks(objs: list[Obj]) -> Iterator[tuple[str, Callable[[], list[str
         lambda: m.check_network_policy(objs, IMAGE, STORES),
     )
     yield "trivy config: no HIGH or CRITICAL", lambda: trivy_problems(objs)
+    yield "checkov: every finding fixed or skipped with a reason", lambda: checkov_problems(objs)
 
 
 def _guarded(check: Callable[[], list[str]]) -> list[str]:
@@ -95,7 +97,10 @@ def _guarded(check: Callable[[], list[str]]) -> list[str]:
         return [f"could not check: {exc}"]
 
 
-def run_all(root: Path, with_trivy: bool = True) -> list[Check]:
+SLOW_TOOLS = ("trivy", "checkov")  # `invoke verify --no-scanners` skips them
+
+
+def run_all(root: Path, with_scanners: bool = True) -> list[Check]:
     checks: list[Check] = []
     for overlay in OVERLAYS:
         subject = f"k8s/overlays/{overlay}"
@@ -106,7 +111,7 @@ def run_all(root: Path, with_trivy: bool = True) -> list[Check]:
             continue
         checks.append(Check(subject, "renders (kubectl kustomize)", []))
         for name, check in overlay_checks(objs):
-            if with_trivy or not name.startswith("trivy"):
+            if with_scanners or not name.startswith(SLOW_TOOLS):
                 checks.append(Check(subject, name, _guarded(check)))
         checks.append(
             Check(

@@ -76,3 +76,26 @@ def test_env_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings()
     assert s.redis_url == "redis://example:6379/0"
     assert s.max_query_chars == 77
+
+
+def test_secrets_come_from_files_in_secrets_dir_after_the_environment(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mounted Kubernetes Secret: one file per setting, the environment still wins."""
+    (tmp_path / "GEMINI_API_KEY").write_text("k-from-file")
+    (tmp_path / "CHROMA_HOST").write_text("chromadb")
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path))
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.gemini_api_key is not None
+    assert settings.gemini_api_key.get_secret_value() == "k-from-file"
+    assert settings.chroma_host == "chromadb" and settings.resolved_provider == "gemini"
+    monkeypatch.setenv("CHROMA_HOST", "10.0.0.7")
+    assert Settings(_env_file=None).chroma_host == "10.0.0.7"  # type: ignore[call-arg]
+    (tmp_path / "GEMINI_API_KEY").write_text("")  # an empty key in the Secret: offline
+    assert Settings(_env_file=None).resolved_provider == "offline"  # type: ignore[call-arg]
+
+
+def test_a_secrets_dir_that_is_not_there_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRETS_DIR", "/nonexistent/secrets")
+    with pytest.raises(ValueError, match="SECRETS_DIR=/nonexistent/secrets is not a directory"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

@@ -13,6 +13,7 @@ from agent.config import Settings
 from devstack.cluster.render import OVERLAYS, render
 from devstack.release.trivy import config_scan, findings
 from devstack.verify import manifests as m
+from devstack.verify.policy import checkov_problems
 from devstack.verify.report import STORES, schema_problems, trivy_problems
 from tests.conftest import ROOT
 
@@ -106,7 +107,22 @@ def test_config_map_names_only_real_settings(rendered) -> None:
     keys = set(m.find(objs, "ConfigMap", "vaia-agent-config")["data"])
     assert keys <= {name.upper() for name in Settings.model_fields}
     secret = m.find(objs, "Secret", "vaia-agent-secrets")
-    assert set(secret.get("stringData", {})) <= {"GEMINI_API_KEY"}
+    # The seed's contract: GEMINI_API_KEY and CHROMA_HOST come from the Secret, and only there.
+    assert set(secret["stringData"]) == {"GEMINI_API_KEY", "CHROMA_HOST"}
+    assert not keys & set(secret["stringData"])
+
+
+def test_the_agent_reads_its_secrets_as_files_it_cannot_do_without(rendered) -> None:
+    _, objs = rendered
+    pod = m.pod_spec(m.find(objs, "Deployment", "vaia-agent"))
+    [agent] = pod["containers"]
+    env = {e["name"]: e for e in agent.get("env", [])}
+    assert not any("valueFrom" in e for e in env.values()), "no secret as an env variable"
+    mount = next(v for v in agent["volumeMounts"] if v["name"] == "secrets")
+    assert env["SECRETS_DIR"]["value"] == mount["mountPath"] and mount["readOnly"] is True
+    volume = next(v for v in pod["volumes"] if v["name"] == "secrets")
+    assert volume["secret"]["secretName"] == "vaia-agent-secrets"
+    assert not volume["secret"].get("optional")
 
 
 def test_pod_security_restricted(rendered) -> None:
@@ -132,6 +148,21 @@ def test_network_policy_admits_exactly_the_intended_traffic(rendered) -> None:
 def test_trivy_finds_no_high_or_critical_in_the_rendered_manifests(rendered) -> None:
     _, objs = rendered
     assert trivy_problems(objs) == []
+
+
+def test_checkov_findings_are_fixed_or_skipped_with_a_reason(rendered) -> None:
+    _, objs = rendered
+    assert checkov_problems(objs) == []
+
+
+def test_checkov_catches_an_unannotated_finding_and_a_reasonless_skip(base) -> None:
+    objs = copy.deepcopy(base)
+    redis = m.find(objs, "StatefulSet", "redis")
+    redis["spec"]["template"]["spec"]["securityContext"]["runAsUser"] = 999
+    redis["metadata"]["annotations"]["checkov.io/skip1"] = "CKV_K8S_15=ok"
+    problems = checkov_problems(objs)
+    assert any(p.startswith("CKV_K8S_40 on StatefulSet.vaia.redis") for p in problems)
+    assert "CKV_K8S_15 on StatefulSet.vaia.redis is skipped without reason" in problems
 
 
 def test_overlay_specifics() -> None:
@@ -190,7 +221,8 @@ def test_every_overlay_renders_from_a_fresh_clone_with_no_extra_step(tmp_path) -
 def test_no_secret_value_is_committed(rendered) -> None:
     _, objs = rendered
     secret = m.find(objs, "Secret", "vaia-agent-secrets")
-    assert secret["stringData"] == {"GEMINI_API_KEY": ""} and "data" not in secret
+    assert secret["stringData"] == {"CHROMA_HOST": "chromadb", "GEMINI_API_KEY": ""}
+    assert "data" not in secret
     assert not list((ROOT / "k8s").rglob("*.env"))
 
 

@@ -65,7 +65,7 @@ SCENARIOS = {
     "lock": (["lock"], lambda mp: no_module(mp, "uv"), "uv is not installed"),
     "doctor": (["doctor", "--strict"], lambda mp: missing(mp, "tilt"), "missing or too old"),
     "seed": (["seed", "--url", "http://127.0.0.1:{port}"], None, "seeding http://127.0.0.1"),
-    "verify": (["verify", "--no-trivy"], lambda mp: missing(mp, "kubectl"), "checks failed"),
+    "verify": (["verify", "--no-scanners"], lambda mp: missing(mp, "kubectl"), "checks failed"),
     "build": (["build"], lambda mp: missing(mp, "docker"), "docker not found"),
     "image.build": (["image.build", "--target", "prod"], None, "--target 'prod'"),
     "scan": (["scan", "--image", "nope:1"], None, "nope:1 does not exist here"),

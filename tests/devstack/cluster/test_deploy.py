@@ -172,3 +172,58 @@ def test_cd_hands_the_built_image_and_the_pushed_reference_to_the_next_stages(
     stages = chain.cd_stages(plan, tools(Kubectl()), lambda marker: None, lambda: None, print)
     assert succeeded(run_stages(stages, dry_run=False, log=lambda _: None))
     assert seen == {"scan": "vaia-agent:sha-1234567", "deploy": "localhost:5001/x@sha256:1"}
+
+
+def test_both_secret_values_go_into_the_secret_and_loopback_chroma_is_refused() -> None:
+    from devstack.cluster.deploy import manifests_for
+    from devstack.cluster.secrets import SecretError
+    from devstack.verify import manifests as m
+
+    objs = manifests_for(
+        ROOT, "ci", IMAGE, environ={"GEMINI_API_KEY": "k", "CHROMA_HOST": "chroma.data.svc"}
+    )
+    secret = m.find(objs, "Secret", "vaia-agent-secrets")
+    assert secret["stringData"] == {"GEMINI_API_KEY": "k", "CHROMA_HOST": "chroma.data.svc"}
+    for host in ("127.0.0.1", "localhost", "::1"):
+        with pytest.raises(SecretError, match="loopback"):
+            manifests_for(ROOT, "ci", IMAGE, environ={"CHROMA_HOST": host})
+    with pytest.raises(SecretError, match="not a host name"):
+        manifests_for(ROOT, "ci", IMAGE, environ={"CHROMA_HOST": "http://chromadb:8000"})
+
+
+def test_prod_without_a_key_is_refused_unless_offline_is_asked_for() -> None:
+    from devstack.cluster.deploy import manifests_for
+
+    with pytest.raises(DeployError, match="refusing to deploy prod without GEMINI_API_KEY"):
+        manifests_for(ROOT, "prod", IMAGE, environ={})
+    assert manifests_for(ROOT, "prod", IMAGE, environ={}, allow_offline=True)
+    assert manifests_for(ROOT, "prod", IMAGE, environ={"GEMINI_API_KEY": "k"})
+    assert manifests_for(ROOT, "ci", IMAGE, environ={})  # ci may answer offline
+
+
+def test_a_private_registry_gets_a_pull_secret_applied_before_the_pods_that_need_it() -> None:
+    import base64
+    import json
+
+    from devstack.cluster.deploy import manifests_for
+    from devstack.cluster.secrets import SecretError
+    from devstack.verify import manifests as m
+    from devstack.verify.replays import deploy_target
+    from devstack.verify.tilt_engine import replay_kubectl_apply
+
+    environ = {"REGISTRY_USERNAME": "octo", "REGISTRY_PASSWORD": "ghs_token"}
+    objs = manifests_for(ROOT, "ci", IMAGE, environ=environ, pull_secret=True)
+    assert [o["kind"] for o in objs[:2]] == ["Namespace", "Secret"]
+    config = json.loads(objs[1]["stringData"][".dockerconfigjson"])
+    assert base64.b64decode(config["auths"]["ghcr.io"]["auth"]) == b"octo:ghs_token"
+    pod = m.pod_spec(m.find(objs, "Deployment", "vaia-agent"))
+    assert pod["imagePullSecrets"] == [{"name": "vaia-agent-pull"}]
+    redis = m.pod_spec(m.find(objs, "StatefulSet", "redis"))
+    assert "imagePullSecrets" not in redis  # a public image
+    assert replay_kubectl_apply(objs, deploy_target(ROOT, "ci")) == []
+    without = [o for o in objs if o["metadata"]["name"] != "vaia-agent-pull"]
+    assert replay_kubectl_apply(without, deploy_target(ROOT, "ci")) == [
+        "Deployment vaia-agent never ready: Secret vaia-agent-pull does not exist"
+    ]
+    with pytest.raises(SecretError, match="REGISTRY_USERNAME"):
+        manifests_for(ROOT, "ci", IMAGE, environ={}, pull_secret=True)

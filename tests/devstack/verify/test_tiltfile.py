@@ -186,6 +186,7 @@ def test_the_key_goes_into_the_secret_in_memory_only(tilt) -> None:
     assert not any("GEMINI_API_KEY" in command for command in loaded.local_commands)
     # Without a key the committed empty value stays: the offline provider answers.
     assert m.find(tilt.entities, "Secret", "vaia-agent-secrets")["stringData"] == {
-        "GEMINI_API_KEY": ""
+        "CHROMA_HOST": "chromadb",
+        "GEMINI_API_KEY": "",
     }
     assert Path(ROOT / "k8s" / "base" / "agent-secret.yaml").exists()
