@@ -15,13 +15,12 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config import Settings
-from agent.domain import Passage, Turn
+from agent.domain import Answer, DocumentIn, Passage, Source, Turn
 from agent.embeddings.base import EmbeddingError
-from agent.knowledge.chunking import chunk_document, slugify
+from agent.knowledge.chunking import chunk_document
 from agent.llm.base import (
     Completion,
     LLMError,
@@ -54,42 +53,6 @@ class IngestError(RuntimeError):
     def __init__(self, message: str, written: list[str]) -> None:
         super().__init__(message)
         self.written = written
-
-
-@dataclass
-class Source:
-    n: int
-    document_id: str
-    title: str
-    source: str
-    section: str
-    score: float
-    snippet: str
-    cited: bool
-
-
-@dataclass
-class InferResult:
-    answer: str
-    sources: list[Source]
-    tool_calls: list[dict[str, Any]]
-    provider: str
-    model: str
-    cached: bool
-    degraded: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class DocumentIn:
-    title: str
-    text: str
-    id: str | None = None
-    source: str | None = None
-    metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
-
-    @property
-    def document_id(self) -> str:
-        return self.id or slugify(self.source or self.title)
 
 
 def cache_key(parts: dict[str, Any]) -> str:
@@ -133,7 +96,7 @@ class AgentService:
 
     # --- inference ------------------------------------------------------------------------
 
-    async def infer(self, query: str, session_id: str | None, top_k: int | None) -> InferResult:
+    async def infer(self, query: str, session_id: str | None, top_k: int | None) -> Answer:
         await self._inject_faults()
         k = top_k or self.settings.default_top_k
         history = await self.state.history(session_id) if session_id else []
@@ -168,13 +131,10 @@ class AgentService:
             self.metrics.degraded_answers.labels(reason).inc()
 
         cited = set(completion.cited)
-        response = InferResult(
+        response = Answer(
             answer=answer,
             sources=[_source(n, p, n in cited) for n, p in enumerate(ctx.found, start=1)],
-            tool_calls=[
-                {"name": c.name, "arguments": c.arguments, "result": c.result, "ok": c.ok}
-                for c in completion.tool_calls
-            ],
+            tool_calls=completion.tool_calls,
             provider=provider.name,
             model=completion.model,
             cached=False,
@@ -274,22 +234,13 @@ def _source(n: int, passage: Passage, cited: bool) -> Source:
     )
 
 
-def _result_to_cache(result: InferResult) -> dict[str, Any]:
-    return {
-        "answer": result.answer,
-        "sources": [vars(s) for s in result.sources],
-        "tool_calls": result.tool_calls,
-        "provider": result.provider,
-        "model": result.model,
-    }
+# What the cache keeps of an answer: whether it was cached or degraded is per response.
+_CACHED_FIELDS = {"answer", "sources", "tool_calls", "provider", "model"}
 
 
-def _result_from_cache(entry: dict[str, Any]) -> InferResult:
-    return InferResult(
-        answer=entry["answer"],
-        sources=[Source(**s) for s in entry["sources"]],
-        tool_calls=entry["tool_calls"],
-        provider=entry["provider"],
-        model=entry["model"],
-        cached=True,
-    )
+def _result_to_cache(result: Answer) -> dict[str, Any]:
+    return result.model_dump(mode="json", include=_CACHED_FIELDS)
+
+
+def _result_from_cache(entry: dict[str, Any]) -> Answer:
+    return Answer.model_validate({**entry, "cached": True})

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Response, status
 
 from agent.wiring import Components
 
-# Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a worker
-# thread, a thread hop per dependency per request for what is an attribute lookup.
-
 
 def components_of(request: Request) -> Components:
+    """Every route reaches the components this way: a plain attribute lookup, not a FastAPI
+    dependency (each dependency costs a resolution per request, and a plain `def` one a thread
+    hop)."""
     container: Components = request.app.state.components
     return container
-
-
-async def components(request: Request) -> Components:
-    return components_of(request)
 
 
 def _matches_any(token: str, keys: list[bytes]) -> bool:
@@ -39,6 +34,7 @@ def client_identity(request: Request) -> str:
     return f"ip:{request.client.host if request.client else 'unknown'}"
 
 
+# `async def` on purpose: FastAPI runs plain `def` dependencies in a worker thread.
 async def guard(request: Request, response: Response) -> None:
     """Everything /v1/* needs, as one dependency (each dependency costs FastAPI a resolution on
     every request): bearer auth, then the rate limit."""
@@ -87,4 +83,3 @@ async def _rate_limit(request: Request, response: Response, c: Components) -> No
 
 
 V1Guard = [Depends(guard)]
-ComponentsDep = Annotated[Components, Depends(components)]

@@ -12,11 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-DOCUMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
+from agent.domain import DOCUMENT_ID, slugify
+
+__all__ = ["DOCUMENT_ID", "Chunk", "chunk_document", "slugify"]
+
 _HEADING = re.compile(r"^(#{1,6})\s+(.*\S)\s*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=\S)|\n+")
-_SLUG_DROP = re.compile(r"[^a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,6 @@ class Chunk:
         """What gets embedded: the headings give a short passage its topic."""
         heading = f"{self.title} — {self.section}" if self.section else self.title
         return f"{heading}\n{self.text}"
-
-
-def slugify(value: str) -> str:
-    slug = _SLUG_DROP.sub("-", value.casefold()).strip("-")
-    return slug[:200] or "document"
 
 
 def _sections(text: str) -> list[tuple[str, list[str]]]:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent import __version__
-from agent.api.deps import ComponentsDep
+from agent.api.deps import components_of
 
 router = APIRouter(tags=["operations"])
 
@@ -36,11 +36,12 @@ async def _check(probe: Any) -> dict[str, Any]:
 
 
 @router.get("/ready")
-async def ready(request: Request, c: ComponentsDep) -> JSONResponse:
+async def ready(request: Request) -> JSONResponse:
     """Readiness: reports each dependency. 503 only when the service cannot serve at all
     (still starting, or shutting down); a dependency that is down makes it `degraded`."""
     if not getattr(request.app.state, "accepting", False):
         return JSONResponse({"status": "not_ready", "reason": "starting or stopping"}, 503)
+    c = components_of(request)
     store_check, redis_check = await asyncio.gather(
         _check(c.store.heartbeat),
         _check(c.state.ping) if c.state.backend == "redis" else _inproc(),
@@ -61,5 +62,6 @@ async def _inproc() -> dict[str, Any]:
 
 
 @router.get("/metrics")
-async def metrics(c: ComponentsDep) -> Response:
-    return Response(generate_latest(c.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    registry = components_of(request).metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -28,7 +28,7 @@ router = APIRouter(prefix="/v1/agent", tags=["agent"], dependencies=V1Guard)
 async def infer(body: InferRequest, request: Request) -> dict[str, Any]:
     """Answer a question from the knowledge base, citing the passages used."""
     started = time.perf_counter()
-    components = components_of(request)  # not a dependency: one fewer resolution per request
+    components = components_of(request)
     settings, service = components.settings, components.service
     if len(body.query) > settings.max_query_chars:
         raise HTTPException(
@@ -36,17 +36,11 @@ async def infer(body: InferRequest, request: Request) -> dict[str, Any]:
             detail=f"query is {len(body.query)} characters; the limit is "
             f"MAX_QUERY_CHARS={settings.max_query_chars}",
         )
-    result = await service.infer(body.query, body.session_id, body.top_k)
+    answer = await service.infer(body.query, body.session_id, body.top_k)
     # A plain dict: FastAPI validates it against InferResponse once, on the way out.
     return {
-        "answer": result.answer,
-        "sources": [vars(source) for source in result.sources],
-        "tool_calls": result.tool_calls,
-        "provider": result.provider,
-        "model": result.model,
-        "cached": result.cached,
+        **answer.model_dump(),
         "latency_ms": round((time.perf_counter() - started) * 1000, 2),
         "request_id": request.state.request_id,
         "session_id": body.session_id,
-        "degraded": result.degraded,
     }

@@ -6,7 +6,6 @@ from fastapi import APIRouter, HTTPException, Request
 
 from agent.api.deps import V1Guard, components_of
 from agent.api.schemas import ErrorBody, IngestedDocument, IngestRequest, IngestResponse
-from agent.service import DocumentIn
 
 router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"], dependencies=V1Guard)
 
@@ -33,10 +32,7 @@ async def ingest(body: IngestRequest, request: Request) -> IngestResponse:
                 detail=f"document {doc.title!r} is {len(doc.text)} characters; the limit is "
                 f"MAX_DOCUMENT_CHARS={s.max_document_chars}",
             )
-    documents = [
-        DocumentIn(title=d.title, text=d.text, id=d.id, source=d.source, metadata=d.metadata)
-        for d in body.documents
-    ]
+    documents = body.documents
     ids = [d.document_id for d in documents]
     if len(set(ids)) != len(ids):
         raise HTTPException(422, detail="the same document id appears twice")
