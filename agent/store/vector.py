@@ -1,18 +1,23 @@
 """The knowledge store: ChromaDB through its official client.
 
-`HttpClient` when CHROMA_HOST is set, an embedded `PersistentClient` otherwise. The client is
-synchronous, so every call runs in a worker thread under a deadline: a hung Chroma server costs
-a request at most CHROMA_TIMEOUT_SECONDS, never a stuck worker pool. A failed call drops the
-client, so the next call reconnects (Chroma may have restarted).
+An HTTP client when CHROMA_HOST is set, an embedded `PersistentClient` otherwise. The client is
+synchronous, so every call runs in a small thread pool of the store's own, under a deadline:
+a hung Chroma server costs a request at most CHROMA_TIMEOUT_SECONDS. The HTTP client's own
+requests, connecting included, time out too (`chroma_http.BoundedHttpClient`), so an abandoned
+call frees its thread. The event loop never waits on a thread: it never takes the connect lock,
+and dropping a failed connection is an attribute swap. A failed call drops the connection, so
+the next call reconnects (Chroma may have restarted).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import anyio
 
@@ -32,10 +37,18 @@ T = TypeVar("T")
 _NAME_DROP = re.compile(r"[^a-zA-Z0-9_-]+")
 # Chroma's upsert takes bounded batches; stay well below its maximum.
 UPSERT_BATCH = 256
+# Threads for Chroma calls: enough for concurrent requests, few enough that calls abandoned on
+# a hung server (each ends by its HTTP timeout) cannot pile up threads without bound.
+CHROMA_THREADS = 8
 
 
 class StoreUnavailableError(RuntimeError):
     """The knowledge store could not be reached or refused the operation."""
+
+
+class _Connection(NamedTuple):
+    client: ClientAPI
+    collection: Collection
 
 
 def collection_name(prefix: str, space: str) -> str:
@@ -50,9 +63,11 @@ class KnowledgeStore:
         self.embedder = embedder
         self._metrics = metrics
         self.collection_name = collection_name(settings.chroma_collection_prefix, embedder.space)
-        self._lock = threading.Lock()
-        self._client: ClientAPI | None = None
-        self._collection: Collection | None = None
+        # Replaced whole (an atomic swap), so the event loop can drop it without a lock.
+        self._connection: _Connection | None = None
+        # Serialises connecting; taken by pool threads only, never on the event loop.
+        self._connect_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(CHROMA_THREADS, thread_name_prefix="chroma")
 
     @property
     def mode(self) -> str:
@@ -65,55 +80,78 @@ class KnowledgeStore:
 
     # --- connection -------------------------------------------------------------------------
 
-    def _connect(self) -> Collection:
-        with self._lock:
-            if self._collection is not None:
-                return self._collection
-            import chromadb  # deferred: importing chromadb costs ~0.5 s, not needed by /health
-            from chromadb.config import Settings as ChromaSettings
+    def _connect(self) -> _Connection:
+        """The live connection, or a new one (in a pool thread, bounded by the HTTP timeout)."""
+        connection = self._connection
+        if connection is not None:
+            return connection
+        if not self._connect_lock.acquire(timeout=self._settings.chroma_timeout_seconds):
+            raise TimeoutError("another connection attempt to ChromaDB is still under way")
+        try:
+            if self._connection is None:
+                self._connection = self._open()
+            return self._connection
+        finally:
+            self._connect_lock.release()
 
-            chroma_settings = ChromaSettings(anonymized_telemetry=False)
-            s = self._settings
-            if s.chroma_host:
-                self._client = chromadb.HttpClient(
-                    host=s.chroma_host, port=s.chroma_port, settings=chroma_settings
+    def _open(self) -> _Connection:
+        import chromadb  # deferred: importing chromadb costs ~0.5 s, not needed by /health
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        s = self._settings
+        client: ClientAPI
+        if s.chroma_host:
+            from agent.store.chroma_http import BoundedHttpClient
+
+            client = BoundedHttpClient(
+                s.chroma_host, s.chroma_port, s.chroma_timeout_seconds, chroma_settings
+            )
+        else:
+            if getattr(chromadb, "is_client", False):
+                raise StoreUnavailableError(
+                    "the embedded store needs the full chromadb package, but only the thin "
+                    "chromadb-client is installed: set CHROMA_HOST to use a Chroma server, or "
+                    'install the embedded extra: pip install "vaia-agent[embedded]"'
                 )
-            else:
-                if getattr(chromadb, "is_client", False):
-                    raise StoreUnavailableError(
-                        "the embedded store needs the full chromadb package, but only the thin "
-                        "chromadb-client is installed: set CHROMA_HOST to use a Chroma server, or "
-                        'install the embedded extra: pip install "vaia-agent[embedded]"'
-                    )
-                s.chroma_path.mkdir(parents=True, exist_ok=True)
-                self._client = chromadb.PersistentClient(
-                    path=str(s.chroma_path), settings=chroma_settings
-                )
-            self._collection = self._client.get_or_create_collection(
+            s.chroma_path.mkdir(parents=True, exist_ok=True)
+            client = chromadb.PersistentClient(path=str(s.chroma_path), settings=chroma_settings)
+        try:
+            collection = client.get_or_create_collection(
                 name=self.collection_name,
                 metadata={"hnsw:space": "cosine", "embedder": self.embedder.space},
                 embedding_function=None,
             )
-            return self._collection
+        except BaseException:
+            _close_quietly(client)
+            raise
+        return _Connection(client, collection)
 
-    def _reset(self) -> None:
-        with self._lock:
-            self._client = None
-            self._collection = None
+    def _drop(self, connection: _Connection | None) -> None:
+        """Forget a failed connection (unless another call already replaced it); its client is
+        closed in the pool, since closing may wait on the very requests that hang."""
+        if connection is not None and self._connection is connection:
+            self._connection = None
+            self._pool.submit(_close_quietly, connection.client)
 
-    async def _run(self, what: str, func: Callable[[Collection], T]) -> T:
+    async def _run(self, what: str, func: Callable[[_Connection], T]) -> T:
+        used: list[_Connection] = []
+
         def call() -> T:
-            return func(self._connect())
+            connection = self._connect()
+            used.append(connection)
+            return func(connection)
 
         try:
             with anyio.fail_after(self._settings.chroma_timeout_seconds):
-                result = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+                # Cancelling this future on timeout also drops the call if it has not started.
+                result = await asyncio.get_running_loop().run_in_executor(self._pool, call)
         except StoreUnavailableError:
             self._metrics.dependency_up.labels("chromadb").set(0)
             raise
         except Exception as exc:
             self._metrics.dependency_up.labels("chromadb").set(0)
-            self._reset()
+            self._drop(used[0] if used else None)
             reason = (
                 "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             )
@@ -127,14 +165,13 @@ class KnowledgeStore:
     # --- operations -------------------------------------------------------------------------
 
     async def heartbeat(self) -> None:
-        def beat(_collection: Collection) -> None:
-            if self._client is not None:
-                self._client.heartbeat()
+        def beat(connection: _Connection) -> None:
+            connection.client.heartbeat()
 
         await self._run("heartbeat", beat)
 
     async def count(self) -> int:
-        return await self._run("count", lambda collection: collection.count())
+        return await self._run("count", lambda c: c.collection.count())
 
     async def search(self, text: str, top_k: int, min_score: float = 0.0) -> list[Passage]:
         [vector] = await self.embedder.embed([text], "query")
@@ -143,8 +180,8 @@ class KnowledgeStore:
 
         embeddings: list[Sequence[float]] = [vector]
 
-        def query(collection: Collection) -> Any:
-            return collection.query(
+        def query(connection: _Connection) -> Any:
+            return connection.collection.query(
                 query_embeddings=embeddings,
                 n_results=top_k,
                 include=["documents", "metadatas", "distances"],
@@ -190,7 +227,8 @@ class KnowledgeStore:
             "$and": [{"document_id": document_id}, {"chunk_index": {"$gte": len(chunks)}}]
         }
 
-        def write(collection: Collection) -> None:
+        def write(connection: _Connection) -> None:
+            collection = connection.collection
             for start in range(0, len(chunks), UPSERT_BATCH):
                 batch = chunks[start : start + UPSERT_BATCH]
                 collection.upsert(
@@ -215,10 +253,21 @@ class KnowledgeStore:
         return len(chunks)
 
     async def document_chunk_ids(self, document_id: str) -> list[str]:
-        def ids(collection: Collection) -> list[str]:
-            return list(collection.get(where={"document_id": document_id}, include=[])["ids"])
+        def ids(connection: _Connection) -> list[str]:
+            found = connection.collection.get(where={"document_id": document_id}, include=[])
+            return list(found["ids"])
 
         return await self._run("get", ids)
 
     def close(self) -> None:
-        self._reset()
+        self._drop(self._connection)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _close_quietly(client: ClientAPI) -> None:
+    try:
+        close = getattr(client, "close", None)  # clients of chromadb >= 1.1 have it
+        if callable(close):
+            close()
+    except Exception as exc:  # a client of a dead server may fail to close; it is dropped anyway
+        log.debug("closing a chromadb client failed", extra={"error": repr(exc)})

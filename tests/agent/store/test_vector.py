@@ -1,7 +1,9 @@
 """The knowledge store on the embedded Chroma and on a real `chroma run` server."""
 
+import time
 import uuid
 
+import anyio
 import pytest
 
 from agent.embeddings.hashing import HashingEmbedder
@@ -149,3 +151,27 @@ async def test_embedded_store_persists_across_clients(make_settings) -> None:
     first.close()
     second = KnowledgeStore(settings, HashingEmbedder(256), Metrics())
     assert await second.count() == 1
+
+
+async def test_connecting_to_a_paused_server_gives_up_by_itself(
+    chroma_server, make_settings
+) -> None:
+    """The pool thread that connects is bounded too, not only the caller that waits for it:
+    otherwise threads stuck in chromadb's constructor pile up while Chroma hangs."""
+    settings = make_settings(
+        chroma_host="127.0.0.1",
+        chroma_port=chroma_server.port,
+        chroma_timeout_seconds=1,
+        chroma_collection_prefix=f"t{uuid.uuid4().hex[:10]}",
+    )
+    store = KnowledgeStore(settings, HashingEmbedder(256), Metrics())
+    try:
+        with chroma_server.paused():
+            started = time.perf_counter()
+            with anyio.fail_after(20), pytest.raises(Exception, match=r"(?i)timed out|connect"):
+                await anyio.to_thread.run_sync(store._connect, abandon_on_cancel=True)
+            elapsed = time.perf_counter() - started
+        assert elapsed < 10, f"connecting gave up after {elapsed:.1f} s with a 1 s timeout"
+        assert await store.count() == 0  # resumed: the same store connects
+    finally:
+        store.close()
