@@ -17,6 +17,8 @@ import random
 import time
 from typing import Any
 
+import anyio
+
 from agent.config import Settings
 from agent.domain import Answer, DocumentIn, Passage, Source, Turn
 from agent.embeddings.base import EmbeddingError
@@ -201,7 +203,9 @@ class AgentService:
         written: list[dict[str, Any]] = []
         try:
             for doc in documents:
-                chunks = chunk_document(
+                # CPU work proportional to the document (up to MAX_DOCUMENT_CHARS): off the loop.
+                chunks = await anyio.to_thread.run_sync(
+                    chunk_document,
                     doc.document_id,
                     doc.title,
                     doc.text,
