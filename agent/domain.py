@@ -19,7 +19,9 @@ _SLUG_DROP = re.compile(r"[^a-z0-9]+")
 
 MetadataValue = str | int | float | bool
 # Keys the store writes on every chunk; a document's own metadata must not overwrite them.
-RESERVED_METADATA = frozenset({"document_id", "chunk_index", "title", "section", "source"})
+RESERVED_METADATA = frozenset(
+    {"document_id", "chunk_index", "title", "section", "source", "version", "chunk_count"}
+)
 
 
 def slugify(value: str) -> str:

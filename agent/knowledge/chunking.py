@@ -1,7 +1,8 @@
 """Markdown-aware chunking with stable ids.
 
-A chunk id is `<document id>::<index>`, so re-ingesting a document overwrites its chunks in
-place (and the store deletes the tail if the new version is shorter) instead of duplicating.
+A chunk's index is its position in the document; the store adds the write's version to the id
+(`<document id>::<version>::<index>`), so a re-ingest writes a new version beside the old one and
+then deletes the old one, instead of overwriting chunks in place.
 Chunks never straddle headings; paragraphs and code blocks are kept whole where they fit, and
 consecutive chunks of a section overlap by about `overlap` characters so a step that spans a
 boundary is still found.

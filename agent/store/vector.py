@@ -12,11 +12,15 @@ the next call reconnects (Chroma may have restarted).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import secrets
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import anyio
@@ -40,6 +44,9 @@ UPSERT_BATCH = 256
 # Threads for Chroma calls: enough for concurrent requests, few enough that calls abandoned on
 # a hung server (each ends by its HTTP timeout) cannot pile up threads without bound.
 CHROMA_THREADS = 8
+# Metadata of every chunk: which write it belongs to, and how many chunks that write has.
+VERSION_KEY = "version"
+CHUNK_COUNT_KEY = "chunk_count"
 
 
 class StoreUnavailableError(RuntimeError):
@@ -216,28 +223,30 @@ class KnowledgeStore:
     async def upsert_document(
         self, document_id: str, chunks: list[Chunk], metadata: dict[str, Any]
     ) -> int:
-        """Write a document's chunks, then delete chunks left over from a longer old version.
+        """Replace a document: write the new version whole, then delete older versions.
 
-        Upsert first, delete after: at no moment is the document missing from the store."""
+        Each write is a version of its own (its chunk ids and metadata carry it), so
+        concurrent writers, in this process or in other replicas sharing the Chroma server,
+        never overwrite each other's chunks. After writing, a writer deletes every chunk older
+        than the newest *complete* version it sees (its own, or a newer one that finished
+        first). So the newest complete version always survives, the others are deleted by
+        whichever writer finishes last, and at no moment is the document missing."""
         vectors: list[Sequence[float]] = list(
             await self.embedder.embed([c.embedding_text() for c in chunks], "document")
         )
-        # Chunks of an older, longer version of this document.
-        stale: Any = {
-            "$and": [{"document_id": document_id}, {"chunk_index": {"$gte": len(chunks)}}]
-        }
-
-        def write(connection: _Connection) -> None:
-            collection = connection.collection
+        version = new_version()
+        tags = {VERSION_KEY: version, CHUNK_COUNT_KEY: len(chunks)}
+        try:
             for start in range(0, len(chunks), UPSERT_BATCH):
                 batch = chunks[start : start + UPSERT_BATCH]
-                collection.upsert(
-                    ids=[c.id for c in batch],
-                    embeddings=vectors[start : start + UPSERT_BATCH],
-                    documents=[c.text for c in batch],
-                    metadatas=[
+                records: Records = (
+                    [chunk_id(document_id, version, c.index) for c in batch],
+                    vectors[start : start + UPSERT_BATCH],
+                    [c.text for c in batch],
+                    [
                         {
                             **metadata,
+                            **tags,
                             "document_id": document_id,
                             "chunk_index": c.index,
                             "title": c.title,
@@ -246,11 +255,21 @@ class KnowledgeStore:
                         for c in batch
                     ],
                 )
-            collection.delete(where=stale)
-
-        await self._run("upsert", write)
+                # One call per batch: each is bounded by the timeout, whatever the document's size.
+                await self._run("upsert", partial(_upsert, records=records))
+        except Exception:
+            await self._forget_version(document_id, version)
+            raise
+        await self._run("upsert", lambda c: _delete_older_versions(c.collection, document_id))
         self._metrics.ingested_chunks.inc(len(chunks))
         return len(chunks)
+
+    async def _forget_version(self, document_id: str, version: int) -> None:
+        """Best effort: a failed write deletes what it wrote, so no partial version lingers."""
+        where: Any = {"$and": [{"document_id": document_id}, {VERSION_KEY: version}]}
+        # If that fails too, the next write of this document deletes it (older, incomplete).
+        with contextlib.suppress(StoreUnavailableError):
+            await self._run("cleanup", lambda c: c.collection.delete(where=where))
 
     async def document_chunk_ids(self, document_id: str) -> list[str]:
         def ids(connection: _Connection) -> list[str]:
@@ -262,6 +281,50 @@ class KnowledgeStore:
     def close(self) -> None:
         self._drop(self._connection)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def new_version() -> int:
+    """A write's version: later writes get larger numbers (microseconds since the epoch), and
+    the low digits are random so that two replicas writing in the same microsecond differ.
+    Fits Chroma's 64-bit integer metadata."""
+    return time.time_ns() // 1000 * 1000 + secrets.randbelow(1000)
+
+
+def chunk_id(document_id: str, version: int, index: int) -> str:
+    return f"{document_id}::{version}::{index:04d}"
+
+
+Records = tuple[list[str], list[Sequence[float]], list[str], list[dict[str, Any]]]
+
+
+def _upsert(connection: _Connection, records: Records) -> None:
+    ids, embeddings, documents, metadatas = records
+    connection.collection.upsert(
+        ids=ids,
+        embeddings=embeddings,
+        documents=documents,
+        metadatas=metadatas,  # type: ignore[arg-type]
+    )
+
+
+def _delete_older_versions(collection: Collection, document_id: str) -> None:
+    found = collection.get(where={"document_id": document_id}, include=["metadatas"])
+    ids_by_version: dict[int, list[str]] = {}
+    expected: dict[int, int] = {}
+    for found_id, meta in zip(found["ids"], found["metadatas"] or [], strict=True):
+        version = (meta or {}).get(VERSION_KEY)
+        # Chunks written before versions existed count as the oldest, incomplete version.
+        key = version if isinstance(version, int) and not isinstance(version, bool) else -1
+        ids_by_version.setdefault(key, []).append(found_id)
+        count = (meta or {}).get(CHUNK_COUNT_KEY)
+        expected[key] = count if isinstance(count, int) else -1
+    complete = [v for v, ids in ids_by_version.items() if v >= 0 and len(ids) == expected[v]]
+    if not complete:
+        return  # a newer writer is still writing: it deletes the older versions when done
+    newest = max(complete)
+    stale = [i for v, ids in ids_by_version.items() if v < newest for i in ids]
+    if stale:
+        collection.delete(ids=stale)
 
 
 def _close_quietly(client: ClientAPI) -> None:

@@ -1,5 +1,9 @@
 """POST /v1/knowledge/documents."""
 
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from tests.agent.api.conftest import api_settings
@@ -50,7 +54,8 @@ def test_reingesting_replaces_the_document(client) -> None:
     ).json()
     assert second["documents"] == [{"id": "upgrades", "chunks": 1}]
     store = client.app.state.components.store
-    assert client.portal.call(store.document_chunk_ids, "upgrades") == ["upgrades::0000"]
+    [chunk] = client.portal.call(store.document_chunk_ids, "upgrades")
+    assert chunk.startswith("upgrades::") and chunk.endswith("::0000")  # <id>::<version>::<index>
 
 
 @pytest.mark.parametrize(
@@ -105,3 +110,102 @@ def test_store_down_fails_loudly_with_503(tmp_path) -> None:
         assert body["error"] == "store_unavailable" and body["written"] == []
         assert "ChromaDB at http://127.0.0.1:9" in body["detail"]
         assert response.headers["retry-after"] == "5"
+
+
+def _version_text(letter: str, paragraphs: int) -> str:
+    # Paragraphs of ~400 characters: the chunker packs two per 900-character chunk.
+    return "\n\n".join(
+        f"Version {letter} paragraph {i}: " + f"runbook step {letter}{i} drains pool {i}. " * 12
+        for i in range(paragraphs)
+    )
+
+
+def test_concurrent_reingests_on_two_replicas_leave_one_complete_version(
+    chroma_server, tmp_path
+) -> None:
+    """Five writers, spread over two app instances that share one Chroma server, re-ingest
+    one document id with different texts at the same moment, round after round."""
+    import chromadb
+
+    from agent.knowledge.chunking import chunk_document
+
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    settings = [
+        api_settings(
+            tmp_path / name,
+            chroma_host="127.0.0.1",
+            chroma_port=chroma_server.port,
+            chroma_collection_prefix=prefix,
+            chroma_timeout_seconds=30,
+            seed_on_startup=False,
+        )
+        for name in ("one", "two")
+    ]
+    versions = {letter: _version_text(letter, 4 + 3 * n) for n, letter in enumerate("ABCDE")}
+    expected = {
+        letter: sorted(c.text for c in chunk_document("shared", "Shared", text))
+        for letter, text in versions.items()
+    }
+    assert len({len(chunks) for chunks in expected.values()}) == 5  # every version differs
+    observer = chromadb.HttpClient(host="127.0.0.1", port=chroma_server.port)
+
+    with running_app(settings[0]) as one, running_app(settings[1]) as two:
+
+        def stored() -> list[str]:
+            return list(collection.get(where={"document_id": "shared"})["documents"])
+
+        def ingest(client, letter: str) -> int:
+            doc = {"id": "shared", "title": "Shared", "text": versions[letter]}
+            return client.post(URL, json={"documents": [doc]}).status_code
+
+        assert ingest(one, "A") == 200
+        collection = observer.get_collection(one.app.state.components.store.collection_name)
+        missing: list[int] = []
+        for round_ in range(4):
+            stop = threading.Event()
+
+            def read(stop: threading.Event = stop, round_: int = round_) -> None:
+                while not stop.is_set():
+                    if not stored():
+                        missing.append(round_)
+
+            reader = threading.Thread(target=read)
+            reader.start()
+            with ThreadPoolExecutor(5) as pool:
+                statuses = list(
+                    pool.map(
+                        lambda pair: ingest(pair[0], pair[1]),
+                        [((one, two)[n % 2], letter) for n, letter in enumerate("ABCDE")],
+                    )
+                )
+            stop.set()
+            reader.join()
+            assert set(statuses) <= {200, 409}, statuses
+            texts = sorted(stored())
+            matches = [letter for letter, chunks in expected.items() if chunks == texts]
+            assert matches, (
+                f"round {round_}: the store holds a mix of versions: {len(texts)} chunks"
+            )
+        assert not missing, f"readers saw the document missing in rounds {missing}"
+
+
+def test_reingesting_replaces_the_metadata_too(client) -> None:
+    import chromadb
+
+    c = client.app.state.components
+    first = {"id": "meta", "title": "Meta", "text": "Version one of the document."}
+    first["metadata"] = {"owner": "alice", "classification": "secret"}
+    assert client.post(URL, json={"documents": [first]}).status_code == 200
+    second = {"id": "meta", "title": "Meta", "text": "Version two of the document."}
+    assert client.post(URL, json={"documents": [second]}).status_code == 200
+
+    observer = chromadb.PersistentClient(
+        path=str(c.settings.chroma_path),
+        settings=chromadb.config.Settings(anonymized_telemetry=False),  # as the store's
+    )
+    stored = observer.get_collection(c.store.collection_name).get(
+        where={"document_id": "meta"}, include=["metadatas", "documents"]
+    )
+    assert stored["documents"] == ["Version two of the document."]
+    [metadata] = stored["metadatas"]
+    assert "owner" not in metadata and "classification" not in metadata
