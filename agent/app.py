@@ -44,11 +44,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(IngestError)
     async def ingest_error(request: Request, exc: IngestError) -> JSONResponse:
+        stored = "some documents were stored" if exc.written else "documents were not stored"
         return _error(
             request,
             503,
-            "store_unavailable",
-            f"documents were not stored: {exc}. Retry the request; it is idempotent.",
+            exc.kind,
+            f"{stored}: {exc}. Retry the request; it is idempotent.",
             written=exc.written,
             headers={"Retry-After": "5"},
         )

@@ -10,6 +10,7 @@ Ingestion is the exception: it fails loudly, because silently dropping documents
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -34,7 +35,7 @@ from agent.llm.base import (
 from agent.llm.offline import NO_SOURCES_ANSWER, OfflineProvider
 from agent.metrics import Metrics
 from agent.prompts import Prompt, build_prompt, clean
-from agent.store.state import State
+from agent.store.state import CacheUnavailableError, State
 from agent.store.vector import KnowledgeStore, StoreUnavailableError
 from agent.tools import ToolContext, ToolRegistry
 
@@ -52,9 +53,12 @@ class InjectedFaultError(RuntimeError):
 
 
 class IngestError(RuntimeError):
-    def __init__(self, message: str, written: list[str]) -> None:
+    """`kind`: store_unavailable (Chroma or the embedder) or cache_unavailable (Redis)."""
+
+    def __init__(self, message: str, written: list[str], kind: str = "store_unavailable") -> None:
         super().__init__(message)
         self.written = written
+        self.kind = kind
 
 
 def cache_key(parts: dict[str, Any]) -> str:
@@ -103,10 +107,10 @@ class AgentService:
         k = top_k or self.settings.default_top_k
         history = await self.state.history(session_id) if session_id else []
         key = self._cache_key(query, k, history)
-        cached, result = await self.state.get_cached(key)
-        self.metrics.cache_requests.labels(result).inc()
-        if cached is not None:
-            hit = _result_from_cache(cached)
+        lookup = await self.state.get_cached(key)
+        self.metrics.cache_requests.labels(lookup.result).inc()
+        if lookup.value is not None:
+            hit = _result_from_cache(lookup.value)
             await self._remember(session_id, query, hit.answer)
             return hit
 
@@ -142,8 +146,8 @@ class AgentService:
             cached=False,
             degraded=degraded,
         )
-        if not degraded:
-            await self.state.set_cached(key, _result_to_cache(response))
+        if not degraded and lookup.generation is not None:
+            await self.state.set_cached(key, _result_to_cache(response), lookup.generation)
         await self._remember(session_id, query, answer)
         return response
 
@@ -198,10 +202,19 @@ class AgentService:
 
     # --- ingestion ------------------------------------------------------------------------
 
-    async def ingest(self, documents: list[DocumentIn]) -> list[dict[str, Any]]:
-        """Chunk and write every document; on a store failure, raise with what was written."""
+    async def ingest(
+        self, documents: list[DocumentIn], *, cache_required: bool = True
+    ) -> list[dict[str, Any]]:
+        """Chunk and write every document; on a failure, raise with what was written.
+
+        The cache generation is bumped before writing (so a cache that cannot be invalidated
+        refuses the ingest before anything is written) and after (so answers computed while
+        writing are invalidated too). Cached answers therefore never outlive an ingest that
+        succeeded. `cache_required=False` (the seed: an empty knowledge base has no answers
+        worth caching) makes both bumps best effort."""
         written: list[dict[str, Any]] = []
         try:
+            await self._invalidate_cache(cache_required)
             for doc in documents:
                 # CPU work proportional to the document (up to MAX_DOCUMENT_CHARS): off the loop.
                 chunks = await anyio.to_thread.run_sync(
@@ -215,13 +228,25 @@ class AgentService:
                 metadata = {**doc.metadata, "source": doc.source or ""}
                 count = await self.store.upsert_document(doc.document_id, chunks, metadata)
                 written.append({"id": doc.document_id, "chunks": count})
+            await self._invalidate_cache(cache_required)
         except (StoreUnavailableError, EmbeddingError) as exc:
-            raise IngestError(str(exc), [w["id"] for w in written]) from exc
-        finally:
             if written:
-                # Cached answers predate these documents: invalidate them all at once.
-                await self.state.bump_generation()
+                await self._invalidate_cache(required=False)
+            raise IngestError(str(exc), [w["id"] for w in written]) from exc
+        except CacheUnavailableError as exc:
+            raise IngestError(
+                f"the answer cache could not be invalidated: {exc}",
+                [w["id"] for w in written],
+                kind="cache_unavailable",
+            ) from exc
         return written
+
+    async def _invalidate_cache(self, required: bool) -> None:
+        if required:
+            await self.state.bump_generation()
+            return
+        with contextlib.suppress(CacheUnavailableError):
+            await self.state.bump_generation()
 
 
 def _source(n: int, passage: Passage, cited: bool) -> Source:

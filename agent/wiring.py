@@ -89,7 +89,7 @@ async def seed_if_empty(components: Components, max_wait_seconds: float = 600) -
                 if await components.store.count() > 0:
                     components.seeding = "skipped: collection not empty"
                     return
-                written = await components.service.ingest(shipped_documents())
+                written = await components.service.ingest(shipped_documents(), cache_required=False)
                 components.seeding = "done"
                 log.info("seeded knowledge base", extra={"documents": len(written)})
     except asyncio.CancelledError:

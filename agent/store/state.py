@@ -37,6 +37,19 @@ RATE_WINDOW_SECONDS = 60
 CacheResult = Literal["hit", "miss", "error"]
 
 
+class CacheUnavailableError(RuntimeError):
+    """The shared cache could not be invalidated (Redis did not answer)."""
+
+
+@dataclass(frozen=True)
+class CacheLookup:
+    value: dict[str, Any] | None
+    result: CacheResult
+    # The knowledge base's generation when the answer was looked up: an answer computed now is
+    # cached under it, so an ingest that lands meanwhile still invalidates it. None: no cache.
+    generation: int | None
+
+
 @dataclass(frozen=True)
 class RateDecision:
     allowed: bool
@@ -48,9 +61,11 @@ class RateDecision:
 class State(Protocol):
     backend: str
 
-    async def get_cached(self, key: str) -> tuple[dict[str, Any] | None, CacheResult]: ...
-    async def set_cached(self, key: str, value: dict[str, Any]) -> None: ...
-    async def bump_generation(self) -> None: ...
+    async def get_cached(self, key: str) -> CacheLookup: ...
+    async def set_cached(self, key: str, value: dict[str, Any], generation: int) -> None: ...
+    async def bump_generation(self) -> None:
+        """Invalidate every cached answer; raises CacheUnavailableError when it cannot."""
+
     async def history(self, session_id: str) -> list[Turn]: ...
     async def remember(self, session_id: str, turns: list[Turn]) -> None: ...
     async def rate_limit(self, client_id: str) -> RateDecision: ...
@@ -81,15 +96,15 @@ class MemoryState:
         self._counters: TTLCache[str, int] = TTLCache(maxsize=max_entries, ttl=RATE_WINDOW_SECONDS)
         self._generation = 0
 
-    async def get_cached(self, key: str) -> tuple[dict[str, Any] | None, CacheResult]:
+    async def get_cached(self, key: str) -> CacheLookup:
         entry = self._cache.get(key)
         if entry is None or entry.get("gen") != self._generation:
-            return None, "miss"
-        return entry["value"], "hit"
+            return CacheLookup(None, "miss", self._generation)
+        return CacheLookup(entry["value"], "hit", self._generation)
 
-    async def set_cached(self, key: str, value: dict[str, Any]) -> None:
+    async def set_cached(self, key: str, value: dict[str, Any], generation: int) -> None:
         if self._settings.cache_ttl_seconds > 0:
-            self._cache[key] = {"gen": self._generation, "value": value}
+            self._cache[key] = {"gen": generation, "value": value}
 
     async def bump_generation(self) -> None:
         self._generation += 1
@@ -158,38 +173,45 @@ class RedisState:
     def healthy(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    async def get_cached(self, key: str) -> tuple[dict[str, Any] | None, CacheResult]:
-        async def op() -> tuple[dict[str, Any] | None, CacheResult]:
-            raw, generation = await self.redis.mget(PREFIX + "cache:" + key, GENERATION_KEY)
+    async def get_cached(self, key: str) -> CacheLookup:
+        async def op() -> CacheLookup:
+            raw, stored = await self.redis.mget(PREFIX + "cache:" + key, GENERATION_KEY)
+            generation = int(stored or 0)
             if raw is None:
-                return None, "miss"
+                return CacheLookup(None, "miss", generation)
             entry = json.loads(raw)
-            if entry.get("gen") != int(generation or 0):
-                return None, "miss"  # written before the knowledge base last changed
-            return entry["value"], "hit"
+            if entry.get("gen") != generation:
+                # Written before the knowledge base last changed.
+                return CacheLookup(None, "miss", generation)
+            return CacheLookup(entry["value"], "hit", generation)
 
-        async def degraded() -> tuple[dict[str, Any] | None, CacheResult]:
-            return None, "error"
+        async def degraded() -> CacheLookup:
+            return CacheLookup(None, "error", None)
 
         return await self._try("cache get", op, degraded)
 
-    async def set_cached(self, key: str, value: dict[str, Any]) -> None:
+    async def set_cached(self, key: str, value: dict[str, Any], generation: int) -> None:
         ttl = self._settings.cache_ttl_seconds
         if ttl <= 0:
             return
+        payload = json.dumps({"gen": generation, "value": value})
 
         async def op() -> None:
-            generation = int(await self.redis.get(GENERATION_KEY) or 0)
-            payload = json.dumps({"gen": generation, "value": value})
             await self.redis.set(PREFIX + "cache:" + key, payload, ex=ttl)
 
         await self._try("cache set", op, _nothing)
 
     async def bump_generation(self) -> None:
-        async def op() -> None:
+        """No fallback here: a bump only in this process would leave the other replicas, and
+        this one once Redis is back, serving answers that predate the change. Ignores the
+        cooldown (ingestion is rare and must know)."""
+        try:
             await self.redis.incr(GENERATION_KEY)
-
-        await self._try("generation bump", op, self._fallback.bump_generation)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._down_until = time.monotonic() + self._settings.redis_cooldown_seconds
+            self._metrics.dependency_up.labels("redis").set(0)
+            raise CacheUnavailableError(f"Redis did not answer: {exc!r}") from exc
+        self._metrics.dependency_up.labels("redis").set(1)
 
     async def history(self, session_id: str) -> list[Turn]:
         async def op() -> list[Turn]:

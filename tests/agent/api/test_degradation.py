@@ -267,3 +267,39 @@ def test_paused_chroma_never_freezes_health_and_infers_degrade_within_the_timeou
             "recovery after SIGCONT",
         )
         assert http.get("/ready").json()["status"] == "ready"
+
+
+ZORBLAX_QUERY = {"query": "what is the zorblax failover procedure?"}
+ZORBLAX_DOC = {
+    "id": "zorblax",
+    "title": "Zorblax failover",
+    "text": "## Failover\n\nThe zorblax failover procedure is to run `zorblaxctl failover --region b`.",
+}
+
+
+def test_ingest_while_redis_hangs_leaves_no_stale_cached_answer(redis_server, tmp_path) -> None:
+    """Redis paused (SIGSTOP), so the cache generation cannot be bumped: the ingest is refused
+    with a retryable status and writes nothing; once Redis is back the retry succeeds and the
+    cached answer that predates it is never served again."""
+    settings = api_settings(
+        tmp_path, redis_url=redis_server.url, redis_timeout_seconds=0.3, redis_cooldown_seconds=0
+    )
+    with running_app(settings) as c:
+        store = c.app.state.components.store
+        before = c.post("/v1/agent/infer", json=ZORBLAX_QUERY).json()
+        assert "zorblaxctl" not in before["answer"]
+        assert c.post("/v1/agent/infer", json=ZORBLAX_QUERY).json()["cached"] is True
+
+        with redis_server.paused():
+            refused = c.post("/v1/knowledge/documents", json={"documents": [ZORBLAX_DOC]})
+        after = c.post("/v1/agent/infer", json=ZORBLAX_QUERY).json()
+        assert not (after["cached"] and "zorblaxctl" not in after["answer"] and refused.is_success)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"] == "cache_unavailable" and refused.json()["written"] == []
+        assert refused.headers["retry-after"]
+        assert c.portal.call(store.document_chunk_ids, "zorblax") == []  # nothing written
+
+        retried = c.post("/v1/knowledge/documents", json={"documents": [ZORBLAX_DOC]})
+        assert retried.status_code == 200
+        fresh = c.post("/v1/agent/infer", json=ZORBLAX_QUERY).json()
+        assert fresh["cached"] is False and "zorblaxctl failover" in fresh["answer"]
