@@ -21,7 +21,7 @@ from agent.llm.base import LLMError
 from agent.logs import configure_logging
 from agent.metrics import Metrics
 from agent.service import IngestError, InjectedFaultError
-from agent.wiring import Components, build_components, seed_if_empty
+from agent.wiring import Components, build_components, mark_seeding, seed_if_empty
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,8 @@ def create_app(settings: Settings | None = None, components: Components | None =
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         c = components or build_components(settings, metrics)
         app.state.components = c
+        mark_seeding(c, "not started" if settings.seed_on_startup else "disabled")
         seeding = asyncio.create_task(seed_if_empty(c)) if settings.seed_on_startup else None
-        if seeding is None:
-            c.seeding = "disabled"
         app.state.accepting = True
         log.info(
             "agent started",

@@ -43,7 +43,9 @@ log = logging.getLogger(__name__)
 
 RETRIEVAL_UNAVAILABLE = "retrieval_unavailable"
 LLM_UNAVAILABLE = "llm_unavailable"
+KNOWLEDGE_LOADING = "knowledge_base_loading"
 NO_KNOWLEDGE_NOTICE = "The knowledge base is unavailable right now, so this answer has no sources."
+LOADING_NOTICE = "The knowledge base is still loading; ask again in a moment."
 # LLM failures that a fallback answer can stand in for; auth and bad requests are not.
 _FALLBACK_ERRORS = (LLMUnavailableError, LLMRateLimitError, LLMTimeoutError)
 
@@ -86,6 +88,8 @@ class AgentService:
         self.llm = llm
         self.tools = tools
         self._fallback = OfflineProvider()
+        # True until the first-start seed has finished: answers may lack the runbooks.
+        self.knowledge_loading = False
 
     # --- retrieval ------------------------------------------------------------------------
 
@@ -114,7 +118,7 @@ class AgentService:
             await self._remember(session_id, query, hit.answer)
             return hit
 
-        degraded: list[str] = []
+        degraded: list[str] = [KNOWLEDGE_LOADING] if self.knowledge_loading else []
         try:
             passages = await self.retrieve(query, k)
         except (StoreUnavailableError, EmbeddingError) as exc:
@@ -127,6 +131,8 @@ class AgentService:
         completion, provider = await self._complete(prompt, ctx, degraded)
 
         answer = completion.text
+        if KNOWLEDGE_LOADING in degraded and answer == NO_SOURCES_ANSWER:
+            answer = LOADING_NOTICE
         if RETRIEVAL_UNAVAILABLE in degraded:
             answer = (
                 NO_KNOWLEDGE_NOTICE

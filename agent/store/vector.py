@@ -53,6 +53,10 @@ class StoreUnavailableError(RuntimeError):
     """The knowledge store could not be reached or refused the operation."""
 
 
+class StoreMisconfiguredError(StoreUnavailableError):
+    """The store cannot work with this configuration: retrying does not help, an operator does."""
+
+
 class _Connection(NamedTuple):
     client: ClientAPI
     collection: Collection
@@ -116,7 +120,7 @@ class KnowledgeStore:
             )
         else:
             if getattr(chromadb, "is_client", False):
-                raise StoreUnavailableError(
+                raise StoreMisconfiguredError(
                     "the embedded store needs the full chromadb package, but only the thin "
                     "chromadb-client is installed: set CHROMA_HOST to use a Chroma server, or "
                     'install the embedded extra: pip install "vaia-agent[embedded]"'

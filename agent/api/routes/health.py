@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent import __version__
 from agent.api.deps import components_of
+from agent.service import KNOWLEDGE_LOADING
 
 router = APIRouter(tags=["operations"])
 
@@ -53,7 +54,14 @@ async def ready(request: Request) -> JSONResponse:
         "knowledge_seed": c.seeding,
     }
     down = [name for name in ("chromadb", "redis") if checks[name]["status"] == "down"]
-    body = {"status": "degraded" if down else "ready", "down": down, "checks": checks}
+    # Reasons answers are degraded although every dependency is up.
+    degraded = [KNOWLEDGE_LOADING] if c.service.knowledge_loading else []
+    body = {
+        "status": "degraded" if down or degraded else "ready",
+        "down": down,
+        "degraded": degraded,
+        "checks": checks,
+    }
     return JSONResponse(body, 200)
 
 
