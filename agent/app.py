@@ -20,7 +20,7 @@ from agent.config import Settings
 from agent.llm.base import LLMError
 from agent.logs import configure_logging
 from agent.metrics import Metrics
-from agent.service import IngestError, InjectedFaultError
+from agent.service import DocumentRejectedError, IngestError, InjectedFaultError
 from agent.wiring import Components, build_components, mark_seeding, seed_if_empty
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,18 @@ def _install_error_handlers(app: FastAPI) -> None:
             f"{stored}: {exc}. Retry the request; it is idempotent.",
             written=exc.written,
             headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(DocumentRejectedError)
+    async def rejected(request: Request, exc: DocumentRejectedError) -> JSONResponse:
+        errors = [{"loc": ["body", "documents", exc.index], "msg": str(exc), "type": "rejected"}]
+        return _error(
+            request,
+            422,
+            "invalid_request",
+            f"documents[{exc.index}] was refused by the knowledge store",
+            errors=errors,
+            written=exc.written,
         )
 
     @app.exception_handler(InjectedFaultError)

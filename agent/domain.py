@@ -9,24 +9,131 @@ dataclasses: they never cross the API.
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 DOCUMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
 
-MetadataValue = str | int | float | bool
 # Keys the store writes on every chunk; a document's own metadata must not overwrite them.
 RESERVED_METADATA = frozenset(
     {"document_id", "chunk_index", "title", "section", "source", "version", "chunk_count"}
 )
+# What Chroma stores as a metadata key without surprises: no leading '#' or '$' (its query
+# operators), no ':' (its reserved 'chroma:' keys), nothing invisible.
+METADATA_KEY = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Floats have a round bound: one near 2**63 would round onto it.
+FLOAT_LIMIT = 1e18
+METADATA_STRING_MAX = 1000
+
+
+def _invisible_ranges() -> str:
+    """The BMP characters that show nothing: whitespace, controls, format characters (zero-width,
+    bidi), surrogates and private use, as a regex class body of \\uXXXX ranges."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(0x10000):
+        ch = chr(code)
+        if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Zs", "Zl", "Zp"):
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+    return "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges)
+
+
+# "Contains a visible character", as one regex that the OpenAPI schema states and the validator
+# applies (Python's re, as schema-driven test generators do), so both always agree.
+VISIBLE_PATTERN = f"[^{_invisible_ranges()}]"
+_VISIBLE = re.compile(VISIBLE_PATTERN)
 
 
 def slugify(value: str) -> str:
     slug = _SLUG_DROP.sub("-", value.casefold()).strip("-")
     return slug[:200] or "document"
+
+
+def valid_unicode(value: str) -> str:
+    """JSON can carry a lone surrogate (\\ud800); no store or encoder can."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"must be valid Unicode: lone surrogate at position {exc.start}"
+            ) from None
+    return value
+
+
+def visible(value: str) -> str:
+    if _VISIBLE.search(value) is None:
+        raise ValueError(
+            "must contain a visible character (not only spaces, control or invisible characters)"
+        )
+    return value
+
+
+def _fits_int64(value: object) -> object:
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if is_int and not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+        raise ValueError("integers must fit in 64 bits")
+    return value
+
+
+def _metadata_key(key: str) -> str:
+    if key in RESERVED_METADATA:
+        raise ValueError(f"metadata key {key!r} is reserved by the store")
+    return key
+
+
+UnicodeStr = Annotated[str, AfterValidator(valid_unicode)]
+VisibleStr = Annotated[str, AfterValidator(valid_unicode), AfterValidator(visible)]
+MetadataKey = Annotated[str, StringConstraints(pattern=METADATA_KEY), AfterValidator(_metadata_key)]
+MetadataValue = Annotated[
+    bool
+    | Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+    | Annotated[float, Field(ge=-FLOAT_LIMIT, le=FLOAT_LIMIT)]
+    | Annotated[str, StringConstraints(max_length=METADATA_STRING_MAX)],
+    BeforeValidator(_fits_int64),
+    AfterValidator(lambda v: valid_unicode(v) if isinstance(v, str) else v),
+]
+# Stated whole, because pydantic would describe pattern-constrained keys as patternProperties,
+# which lets any other key through.
+METADATA_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "maxProperties": 20,
+    "propertyNames": {"pattern": METADATA_KEY, "not": {"enum": sorted(RESERVED_METADATA)}},
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "boolean"},
+            {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+            {"type": "number", "minimum": -FLOAT_LIMIT, "maximum": FLOAT_LIMIT},
+            {"type": "string", "maxLength": METADATA_STRING_MAX},
+        ]
+    },
+    "description": "Up to 20 keys (letters, digits, '_', '.', '-'; not the store's own "
+    f"{', '.join(sorted(RESERVED_METADATA))}); values are booleans, 64-bit integers, numbers "
+    f"within +-1e18, or strings of at most {METADATA_STRING_MAX} characters.",
+}
+
+
+def _replace_with(stated: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    def replace(schema: dict[str, Any]) -> None:
+        schema.clear()
+        schema.update(stated)
+
+    return replace
 
 
 class Strict(BaseModel):
@@ -44,30 +151,19 @@ class DocumentIn(Strict):
         description="Stable id; re-ingesting the same id replaces the document. "
         "Defaults to a slug of `source`, else of `title`.",
     )
-    title: str = Field(min_length=1, max_length=300)
-    text: str = Field(description="Markdown or plain text. Limit: MAX_DOCUMENT_CHARS (413).")
-    source: str | None = Field(None, max_length=500)
-    metadata: dict[str, MetadataValue] = Field(default_factory=dict, max_length=20)
-
-    @field_validator("text", "title")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value
-
-    @field_validator("metadata")
-    @classmethod
-    def _no_reserved_keys(cls, value: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
-        reserved = RESERVED_METADATA & value.keys()
-        if reserved:
-            raise ValueError(f"metadata keys reserved by the store: {sorted(reserved)}")
-        for key, item in value.items():
-            if not key or len(key) > 64:
-                raise ValueError("metadata keys must be 1 to 64 characters")
-            if isinstance(item, str) and len(item) > 1000:
-                raise ValueError(f"metadata value of {key!r} is longer than 1000 characters")
-        return value
+    title: VisibleStr = Field(
+        min_length=1, max_length=300, json_schema_extra={"pattern": VISIBLE_PATTERN}
+    )
+    text: VisibleStr = Field(
+        min_length=1,
+        description="Markdown or plain text, with at least one visible character. "
+        "Limit: MAX_DOCUMENT_CHARS (413).",
+        json_schema_extra={"pattern": VISIBLE_PATTERN},
+    )
+    source: UnicodeStr | None = Field(None, max_length=500)
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict, max_length=20, json_schema_extra=_replace_with(METADATA_SCHEMA)
+    )
 
     @property
     def document_id(self) -> str:

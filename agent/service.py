@@ -36,7 +36,7 @@ from agent.llm.offline import NO_SOURCES_ANSWER, OfflineProvider
 from agent.metrics import Metrics
 from agent.prompts import Prompt, build_prompt, clean
 from agent.store.state import CacheUnavailableError, State
-from agent.store.vector import KnowledgeStore, StoreUnavailableError
+from agent.store.vector import KnowledgeStore, StoreRejectedError, StoreUnavailableError
 from agent.tools import ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,15 @@ _FALLBACK_ERRORS = (LLMUnavailableError, LLMRateLimitError, LLMTimeoutError)
 
 class InjectedFaultError(RuntimeError):
     """Raised by the test-only FAULT_ERROR_RATE setting."""
+
+
+class DocumentRejectedError(ValueError):
+    """The store refused a document's content: a client error (422), nothing is down."""
+
+    def __init__(self, index: int, message: str, written: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.index = index
+        self.written = [w["id"] for w in written]
 
 
 class IngestError(RuntimeError):
@@ -221,7 +230,7 @@ class AgentService:
         written: list[dict[str, Any]] = []
         try:
             await self._invalidate_cache(cache_required)
-            for doc in documents:
+            for index, doc in enumerate(documents):
                 # CPU work proportional to the document (up to MAX_DOCUMENT_CHARS): off the loop.
                 chunks = await anyio.to_thread.run_sync(
                     chunk_document,
@@ -232,9 +241,16 @@ class AgentService:
                     self.settings.chunk_overlap,
                 )
                 metadata = {**doc.metadata, "source": doc.source or ""}
-                count = await self.store.upsert_document(doc.document_id, chunks, metadata)
+                try:
+                    count = await self.store.upsert_document(doc.document_id, chunks, metadata)
+                except StoreRejectedError as exc:
+                    raise DocumentRejectedError(index, str(exc), written) from exc
                 written.append({"id": doc.document_id, "chunks": count})
             await self._invalidate_cache(cache_required)
+        except DocumentRejectedError:
+            if written:
+                await self._invalidate_cache(required=False)
+            raise
         except (StoreUnavailableError, EmbeddingError) as exc:
             if written:
                 await self._invalidate_cache(required=False)

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
-from agent.domain import Answer, DocumentIn, Strict
+from agent.domain import VISIBLE_PATTERN, Answer, DocumentIn, Strict, VisibleStr
 
 SESSION_ID = r"^[A-Za-z0-9._:-]{1,128}$"
 
 
 class InferRequest(Strict):
-    query: str = Field(
-        description="The question. Its length limit is MAX_QUERY_CHARS (413 beyond it).",
+    query: VisibleStr = Field(
+        min_length=1,
+        description="The question, with at least one visible character. Its length limit is "
+        "MAX_QUERY_CHARS (413 beyond it).",
         examples=["How do I roll back a bad deploy?"],
+        json_schema_extra={"pattern": VISIBLE_PATTERN},
     )
     session_id: str | None = Field(
         None, pattern=SESSION_ID, description="Keeps conversation memory across requests."
     )
     top_k: int | None = Field(None, ge=1, le=20, description="Passages to retrieve.")
-
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query must not be empty")
-        return value
 
 
 class InferResponse(Answer):

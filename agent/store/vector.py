@@ -53,6 +53,10 @@ class StoreUnavailableError(RuntimeError):
     """The knowledge store could not be reached or refused the operation."""
 
 
+class StoreRejectedError(RuntimeError):
+    """Chroma refused the input (a client error): the store itself is fine."""
+
+
 class StoreMisconfiguredError(StoreUnavailableError):
     """The store cannot work with this configuration: retrying does not help, an operator does."""
 
@@ -151,12 +155,19 @@ class KnowledgeStore:
         def call() -> T:
             connection = self._connect()
             used.append(connection)
-            return func(connection)
+            try:
+                return func(connection)
+            except Exception as exc:
+                if _is_rejection(exc):
+                    raise StoreRejectedError(f"ChromaDB refused the input ({what}): {exc}") from exc
+                raise
 
         try:
             with anyio.fail_after(self._settings.chroma_timeout_seconds):
                 # Cancelling this future on timeout also drops the call if it has not started.
                 result = await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        except StoreRejectedError:
+            raise  # the store answered: it is up, and the connection is fine
         except StoreUnavailableError:
             self._metrics.dependency_up.labels("chromadb").set(0)
             raise
@@ -329,6 +340,17 @@ def _delete_older_versions(collection: Collection, document_id: str) -> None:
     stale = [i for v, ids in ids_by_version.items() if v < newest for i in ids]
     if stale:
         collection.delete(ids=stale)
+
+
+def _is_rejection(exc: Exception) -> bool:
+    """Whether an operation failed on its input rather than on the store. Only called for
+    errors of an operation on a live connection: chromadb's constructor raises ValueError for
+    'cannot connect', which is an outage."""
+    from chromadb.errors import InvalidArgumentError
+
+    # ValueError/TypeError: chromadb's and orjson's own checks (a lone surrogate, an integer
+    # beyond 64 bits, a reserved key); InvalidArgumentError: the server's validation (400).
+    return isinstance(exc, ValueError | TypeError | InvalidArgumentError)
 
 
 def _close_quietly(client: ClientAPI) -> None:

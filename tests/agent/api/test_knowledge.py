@@ -1,5 +1,6 @@
 """POST /v1/knowledge/documents."""
 
+import json
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -209,3 +210,80 @@ def test_reingesting_replaces_the_metadata_too(client) -> None:
     assert stored["documents"] == ["Version two of the document."]
     [metadata] = stored["metadatas"]
     assert "owner" not in metadata and "classification" not in metadata
+
+
+@pytest.fixture(scope="module")
+def on_server(chroma_process, tmp_path_factory):
+    """An app on a real Chroma server (whose client refuses some input itself)."""
+    if not chroma_process.ready():
+        chroma_process.start(timeout=60)
+    settings = api_settings(
+        tmp_path_factory.mktemp("server"),
+        chroma_host="127.0.0.1",
+        chroma_port=chroma_process.port,
+        chroma_collection_prefix=f"t{uuid.uuid4().hex[:10]}",
+        seed_on_startup=False,
+    )
+    with running_app(settings) as c:
+        assert c.post(
+            URL, json={"documents": [{"id": "seed", "title": "t", "text": "x"}]}
+        ).is_success
+        yield c
+
+
+def _raw(document: dict) -> bytes:
+    # json.dumps escapes a lone surrogate as \ud800, as a client in any language can send it.
+    return json.dumps({"documents": [{"title": "t", "text": "some text", **document}]}).encode()
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"text": "\ud800"}, "text"),
+        ({"text": "ok \udfff ok"}, "text"),
+        ({"title": "a\ud800"}, "title"),
+        ({"source": "\ud800"}, "source"),
+        ({"metadata": {"#x": 1}}, "metadata"),
+        ({"metadata": {"$and": 1}}, "metadata"),
+        ({"metadata": {"chroma:document": "x"}}, "metadata"),
+        ({"metadata": {"k\ud800": "x"}}, "metadata"),
+        ({"metadata": {"k": "\ud800"}}, "metadata"),
+        ({"metadata": {"k": 2**63}}, "metadata"),
+        ({"metadata": {"k": -(2**63) - 1}}, "metadata"),
+    ],
+)
+def test_input_chroma_cannot_store_is_a_422_naming_the_field(on_server, document, field) -> None:
+    c = on_server
+    store = c.app.state.components.store
+    before = c.portal.call(store.count)
+    response = c.post(URL, content=_raw(document), headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "invalid_request"
+    assert any(field in error["loc"] for error in body["errors"]), body["errors"]
+    # Client input says nothing about Chroma's health, and nothing was written.
+    ready = c.get("/ready").json()
+    assert ready["checks"]["chromadb"]["status"] == "up" and ready["down"] == []
+    assert 'vaia_dependency_up{dependency="chromadb"} 1.0' in c.get("/metrics").text
+    assert c.portal.call(store.count) == before
+
+
+def test_a_document_the_store_refuses_is_a_422_naming_it(client, monkeypatch) -> None:
+    from agent.store.vector import StoreRejectedError
+
+    store = client.app.state.components.store
+    real = store.upsert_document
+
+    async def refuse_second(document_id, chunks, metadata):
+        if document_id == "second":
+            raise StoreRejectedError("ChromaDB refused the input (upsert): invalid metadata")
+        return await real(document_id, chunks, metadata)
+
+    monkeypatch.setattr(store, "upsert_document", refuse_second)
+    docs = [{"id": i, "title": i, "text": f"The {i} document."} for i in ("first", "second")]
+    response = client.post(URL, json={"documents": docs})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["errors"][0]["loc"] == ["body", "documents", 1]
+    assert body["written"] == ["first"]
+    assert client.get("/ready").json()["down"] == []

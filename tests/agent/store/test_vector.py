@@ -10,7 +10,12 @@ import pytest
 from agent.embeddings.hashing import HashingEmbedder
 from agent.knowledge.chunking import chunk_document
 from agent.metrics import Metrics
-from agent.store.vector import KnowledgeStore, StoreUnavailableError, collection_name
+from agent.store.vector import (
+    KnowledgeStore,
+    StoreRejectedError,
+    StoreUnavailableError,
+    collection_name,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -196,3 +201,18 @@ async def test_chunks_written_before_versions_existed_are_replaced(store) -> Non
     await store.upsert_document("doc", chunk_document("doc", "T", "The new text."), {})
     [only] = await store.document_chunk_ids("doc")
     assert only != "doc::0000" and await store.count() == 1
+
+
+@pytest.mark.parametrize(
+    "metadata", [{"#x": 1}, {"$and": 1}, {"k": "\ud800"}, {"chroma:document": "x"}]
+)
+async def test_input_chroma_refuses_is_a_rejection_not_an_outage(store, metadata) -> None:
+    """Behind the API's validation, a safety net: what Chroma refuses says nothing about its
+    health, so the dependency stays up and the connection is kept."""
+    await store.upsert_document("a", chunk_document("a", "A", "Alpha text."), {})
+    connection = store._connection
+    with pytest.raises(StoreRejectedError):
+        await store.upsert_document("b", chunk_document("b", "B", "Beta text."), metadata)
+    assert store._metrics.dependency_up.labels("chromadb")._value.get() == 1
+    assert store._connection is connection
+    assert await store.document_chunk_ids("b") == []
