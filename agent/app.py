@@ -26,6 +26,16 @@ from agent.wiring import Components, build_components, mark_seeding, seed_if_emp
 log = logging.getLogger(__name__)
 
 
+# Error codes of the statuses Starlette raises by itself (unknown path, wrong method, ...).
+_HTTP_ERRORS = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+
+
 def _error(request: Request, status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
     headers = extra.pop("headers", None)
     body = {
@@ -72,7 +82,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return _error(request, exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
+        error = getattr(exc, "error", None) or _HTTP_ERRORS.get(exc.status_code, "http_error")
+        return _error(request, exc.status_code, error, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     session_max_turns: int = Field(10, ge=0, le=100)
     session_ttl_seconds: int = Field(3600, ge=1)
     rate_limit_per_minute: int = Field(120, ge=0)  # 0 disables the limit
+    # Failed bearer authentications per client IP per minute before 429; 0 disables.
+    auth_failures_per_minute: int = Field(10, ge=0)
 
     # --- API ---
     agent_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)

@@ -68,7 +68,13 @@ class State(Protocol):
 
     async def history(self, session_id: str) -> list[Turn]: ...
     async def remember(self, session_id: str, turns: list[Turn]) -> None: ...
-    async def rate_limit(self, client_id: str) -> RateDecision: ...
+    async def rate_limit(self, client_id: str, limit: int | None = None) -> RateDecision:
+        """Count one request of `client_id` in this minute's window (RATE_LIMIT_PER_MINUTE
+        unless `limit` is given) and decide."""
+
+    async def rate_peek(self, client_id: str, limit: int) -> RateDecision:
+        """Whether one more would be allowed, without counting it."""
+
     async def ping(self) -> None: ...
     async def aclose(self) -> None: ...
 
@@ -80,6 +86,10 @@ def _window(now: float) -> tuple[int, int]:
 
 def _decide(count: int, limit: int, reset: int) -> RateDecision:
     return RateDecision(count <= limit, limit, max(limit - count, 0), max(reset, 1))
+
+
+def _peeked(count: int, limit: int, reset: int) -> RateDecision:
+    return _decide(count + 1, limit, reset)
 
 
 class MemoryState:
@@ -120,12 +130,18 @@ class MemoryState:
         stored.extend(turns)
         self._sessions[session_id] = stored  # re-set: refreshes the TTL like Redis EXPIRE
 
-    async def rate_limit(self, client_id: str) -> RateDecision:
+    async def rate_limit(self, client_id: str, limit: int | None = None) -> RateDecision:
         start, reset = _window(time.time())
         key = f"{client_id}:{start}"
         count = self._counters.get(key, 0) + 1
         self._counters[key] = count
-        return _decide(count, self._settings.rate_limit_per_minute, reset)
+        return _decide(
+            count, self._settings.rate_limit_per_minute if limit is None else limit, reset
+        )
+
+    async def rate_peek(self, client_id: str, limit: int) -> RateDecision:
+        start, reset = _window(time.time())
+        return _peeked(self._counters.get(f"{client_id}:{start}", 0), limit, reset)
 
     async def ping(self) -> None:
         return None
@@ -235,18 +251,30 @@ class RedisState:
 
         await self._try("session write", op, lambda: self._fallback.remember(session_id, turns))
 
-    async def rate_limit(self, client_id: str) -> RateDecision:
+    async def rate_limit(self, client_id: str, limit: int | None = None) -> RateDecision:
         start, reset = _window(time.time())
         key = f"{PREFIX}ratelimit:{client_id}:{start}"
+        limit = self._settings.rate_limit_per_minute if limit is None else limit
 
         async def op() -> RateDecision:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.incr(key)
                 pipe.expire(key, RATE_WINDOW_SECONDS + 1)
                 count, _ = await pipe.execute()
-            return _decide(int(count), self._settings.rate_limit_per_minute, reset)
+            return _decide(int(count), limit, reset)
 
-        return await self._try("rate limit", op, lambda: self._fallback.rate_limit(client_id))
+        return await self._try(
+            "rate limit", op, lambda: self._fallback.rate_limit(client_id, limit)
+        )
+
+    async def rate_peek(self, client_id: str, limit: int) -> RateDecision:
+        start, reset = _window(time.time())
+
+        async def op() -> RateDecision:
+            count = await self.redis.get(f"{PREFIX}ratelimit:{client_id}:{start}")
+            return _peeked(int(count or 0), limit, reset)
+
+        return await self._try("rate limit", op, lambda: self._fallback.rate_peek(client_id, limit))
 
     async def ping(self) -> None:
         """Readiness probe: raises when Redis does not answer (ignores the cooldown)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 
-from agent.api.deps import V1Guard, components_of
+from agent.api.deps import ApiError, V1Guard, components_of
 from agent.api.schemas import ErrorBody, InferRequest, InferResponse
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"], dependencies=V1Guard)
@@ -31,9 +31,10 @@ async def infer(body: InferRequest, request: Request) -> dict[str, Any]:
     components = components_of(request)
     settings, service = components.settings, components.service
     if len(body.query) > settings.max_query_chars:
-        raise HTTPException(
+        raise ApiError(
             413,
-            detail=f"query is {len(body.query)} characters; the limit is "
+            "query_too_long",
+            f"query is {len(body.query)} characters; the limit is "
             f"MAX_QUERY_CHARS={settings.max_query_chars}",
         )
     answer = await service.infer(body.query, body.session_id, body.top_k)
