@@ -17,6 +17,8 @@ from agent.metrics import Metrics
 
 access_log = logging.getLogger("agent.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Metric labels must stay bounded: any other method (WebDAV's, invented ones) is "other".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class _BodyTooLargeError(Exception):
@@ -107,8 +109,9 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
             method = scope["method"]
-            self.metrics.http_requests.labels(method, route, str(status)).inc()
-            self.metrics.http_latency.labels(method, route, str(status)).observe(elapsed)
+            label = method if method in KNOWN_METHODS else "other"
+            self.metrics.http_requests.labels(label, route, str(status)).inc()
+            self.metrics.http_latency.labels(label, route, str(status)).observe(elapsed)
             client = scope.get("client")
             access_log.info(
                 "request",

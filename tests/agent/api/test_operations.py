@@ -153,3 +153,12 @@ def test_a_thin_client_without_chroma_host_is_reported_at_once_not_retried(
         assert ready["down"] == ["chromadb"]
         assert "CHROMA_HOST" in ready["checks"]["chromadb"]["error"]
         assert "CHROMA_HOST" in components.seeding
+
+
+def test_unknown_http_methods_share_one_metric_label(client) -> None:
+    for method in ("PROPFIND", "MKCOL", "LOCK", "X-CUSTOM-123"):
+        assert client.request(method, "/health").status_code == 405
+    text = client.get("/metrics").text
+    assert 'vaia_http_requests_total{method="other",route="/health",status="405"} 4.0' in text
+    for method in ("PROPFIND", "MKCOL", "LOCK", "X-CUSTOM-123"):
+        assert f'method="{method}"' not in text
