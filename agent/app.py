@@ -132,7 +132,10 @@ def create_app(settings: Settings | None = None, components: Components | None =
         lifespan=lifespan,
     )
     app.add_middleware(
-        RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
+        RequestContextMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
     )
     _install_error_handlers(app)
     app.include_router(health.router)

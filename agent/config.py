@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     agent_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_query_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
+    max_header_bytes: int = Field(16_384, ge=1024)
     max_document_chars: int = Field(200_000, ge=100)
     max_documents_per_request: int = Field(50, ge=1)
     default_top_k: int = Field(4, ge=1, le=20)

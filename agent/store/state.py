@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from cachetools import TTLCache
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from agent.config import Settings
@@ -163,8 +164,10 @@ class RedisState:
             socket_timeout=settings.redis_timeout_seconds,
             socket_connect_timeout=settings.redis_timeout_seconds,
             decode_responses=True,
-            # No client-side retries: a failed call goes to the fallback at once.
-            retry=Retry(NoBackoff(), 0),
+            # One immediate retry on a broken connection, none on a timeout: after a Redis
+            # restart the pooled connection is dead and a fresh one answers (without the retry
+            # the first call fails and starts a cooldown); a Redis that hangs costs one timeout.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
 
     async def _try(

@@ -122,3 +122,21 @@ def test_failed_authentication_is_throttled_per_client_with_retry_after(tmp_path
         # Another client is not affected.
         other = TestClient(c.app, client=("198.51.100.7", 40000))
         assert other.post("/v1/agent/infer", json={"query": "q"}, headers=right).status_code == 200
+
+
+def test_oversized_headers_are_refused_before_any_work(secured, monkeypatch) -> None:
+    """A 1 MB Authorization header: 431 before routing, so auth never compares it."""
+    import agent.api.deps
+
+    def compared(*args):
+        raise AssertionError("the oversized key was compared")
+
+    monkeypatch.setattr(agent.api.deps, "_matches_any", compared)
+    response = secured.post(
+        "/v1/agent/infer",
+        json={"query": "q"},
+        headers={"Authorization": "Bearer " + "k" * 1_000_000},
+    )
+    assert response.status_code == 431, response.text
+    assert response.json()["error"] == "headers_too_large"
+    assert "MAX_HEADER_BYTES" in response.json()["detail"]

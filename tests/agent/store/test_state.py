@@ -153,3 +153,24 @@ async def test_zero_ttl_disables_the_cache(make_settings) -> None:
     state = MemoryState(make_settings(cache_ttl_seconds=0))
     await put(state, "k", {"v": 1})
     assert (await get(state, "k"))[1] == "miss"
+
+
+@pytest.mark.integration
+async def test_a_redis_restart_costs_no_request_and_no_cooldown(
+    redis_server, make_settings
+) -> None:
+    """The pooled connection died with the old process: the first call after the restart must
+    reconnect, not fail and send every request to the fallback for REDIS_COOLDOWN_SECONDS."""
+    metrics = Metrics()
+    state = RedisState(
+        make_settings(redis_url=redis_server.url, redis_cooldown_seconds=60), metrics
+    )
+    try:
+        await put(state, "k", {"v": 1})
+        assert (await get(state, "k"))[1] == "hit"
+        redis_server.kill()
+        redis_server.start()
+        assert (await get(state, "k"))[1] == "miss"  # a new, empty Redis: not "error"
+        assert state.healthy and metrics.dependency_up.labels("redis")._value.get() == 1
+    finally:
+        await state.aclose()
