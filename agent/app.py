@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from agent import __version__
 from agent.api.middleware import RequestContextMiddleware
+from agent.api.openapi import state_runtime_limits
 from agent.api.routes import health, infer, knowledge
 from agent.config import Settings
 from agent.llm.base import LLMError
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None, components: Components | None =
         max_header_bytes=settings.max_header_bytes,
     )
     _install_error_handlers(app)
+    state_runtime_limits(app, settings)
     app.include_router(health.router)
     app.include_router(infer.router)
     app.include_router(knowledge.router)

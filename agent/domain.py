@@ -33,19 +33,22 @@ RESERVED_METADATA = frozenset(
 # What Chroma stores as a metadata key without surprises: no leading '#' or '$' (its query
 # operators), no ':' (its reserved 'chroma:' keys), nothing invisible.
 METADATA_KEY = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-# Floats have a round bound: one near 2**63 would round onto it.
-FLOAT_LIMIT = 1e18
+# Chroma keeps numbers as 64-bit integers or floats. A round bound within both, exact as a
+# float too: a bound near 2**63 would round onto it, and a float at the bound would read back
+# as an integer beyond it.
+NUMBER_LIMIT = 10**18
 METADATA_STRING_MAX = 1000
 
 
 def _invisible_ranges() -> str:
     """The BMP characters that show nothing: whitespace, controls, format characters (zero-width,
-    bidi), surrogates and private use, as a regex class body of \\uXXXX ranges."""
+    bidi) and private use, as a regex class body of \\uXXXX ranges. Surrogates are left out:
+    a pair is one character once decoded, a lone one is refused by valid_unicode, and regex
+    translators (ECMA to Python) mangle surrogate ranges."""
     ranges: list[tuple[int, int]] = []
     for code in range(0x10000):
         ch = chr(code)
-        if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Zs", "Zl", "Zp"):
+        if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Co", "Zs", "Zl", "Zp"):
             if ranges and ranges[-1][1] == code - 1:
                 ranges[-1] = (ranges[-1][0], code)
             else:
@@ -84,10 +87,18 @@ def visible(value: str) -> str:
     return value
 
 
-def _fits_int64(value: object) -> object:
+def _within_limit(value: object) -> object:
+    # Before validation: a huge integer would otherwise be coerced to a float and compared as one.
     is_int = isinstance(value, int) and not isinstance(value, bool)
-    if is_int and not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
-        raise ValueError("integers must fit in 64 bits")
+    if is_int and not -NUMBER_LIMIT <= value <= NUMBER_LIMIT:  # type: ignore[operator]
+        raise ValueError("numbers must be between -1e18 and 1e18")
+    return value
+
+
+def json_number(value: object) -> object:
+    """A JSON number (None passes: optional fields), not a string or a boolean."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ValueError("must be a JSON number")
     return value
 
 
@@ -102,10 +113,10 @@ VisibleStr = Annotated[str, AfterValidator(valid_unicode), AfterValidator(visibl
 MetadataKey = Annotated[str, StringConstraints(pattern=METADATA_KEY), AfterValidator(_metadata_key)]
 MetadataValue = Annotated[
     bool
-    | Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
-    | Annotated[float, Field(ge=-FLOAT_LIMIT, le=FLOAT_LIMIT)]
+    | Annotated[int, Field(ge=-NUMBER_LIMIT, le=NUMBER_LIMIT)]
+    | Annotated[float, Field(ge=-NUMBER_LIMIT, le=NUMBER_LIMIT)]
     | Annotated[str, StringConstraints(max_length=METADATA_STRING_MAX)],
-    BeforeValidator(_fits_int64),
+    BeforeValidator(_within_limit),
     AfterValidator(lambda v: valid_unicode(v) if isinstance(v, str) else v),
 ]
 # Stated whole, because pydantic would describe pattern-constrained keys as patternProperties,
@@ -117,14 +128,14 @@ METADATA_SCHEMA: dict[str, Any] = {
     "additionalProperties": {
         "anyOf": [
             {"type": "boolean"},
-            {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
-            {"type": "number", "minimum": -FLOAT_LIMIT, "maximum": FLOAT_LIMIT},
+            {"type": "integer", "minimum": -NUMBER_LIMIT, "maximum": NUMBER_LIMIT},
+            {"type": "number", "minimum": -NUMBER_LIMIT, "maximum": NUMBER_LIMIT},
             {"type": "string", "maxLength": METADATA_STRING_MAX},
         ]
     },
     "description": "Up to 20 keys (letters, digits, '_', '.', '-'; not the store's own "
-    f"{', '.join(sorted(RESERVED_METADATA))}); values are booleans, 64-bit integers, numbers "
-    f"within +-1e18, or strings of at most {METADATA_STRING_MAX} characters.",
+    f"{', '.join(sorted(RESERVED_METADATA))}); values are booleans, numbers between -1e18 "
+    f"and 1e18, or strings of at most {METADATA_STRING_MAX} characters.",
 }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from agent.api.deps import ApiError, V1Guard, components_of
-from agent.api.schemas import ErrorBody, InferRequest, InferResponse
+from agent.api.schemas import InferRequest, InferResponse, errors
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"], dependencies=V1Guard)
 
@@ -16,14 +16,7 @@ router = APIRouter(prefix="/v1/agent", tags=["agent"], dependencies=V1Guard)
 @router.post(
     "/infer",
     response_model=InferResponse,
-    responses={
-        401: {"model": ErrorBody},
-        413: {"model": ErrorBody},
-        429: {"model": ErrorBody},
-        502: {"model": ErrorBody},
-        503: {"model": ErrorBody},
-        504: {"model": ErrorBody},
-    },
+    responses=errors(400, 401, 413, 422, 429, 431, 500, 502, 503, 504),
 )
 async def infer(body: InferRequest, request: Request) -> dict[str, Any]:
     """Answer a question from the knowledge base, citing the passages used."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from agent.api.deps import ApiError, V1Guard, components_of
-from agent.api.schemas import ErrorBody, IngestedDocument, IngestRequest, IngestResponse
+from agent.api.schemas import IngestedDocument, IngestRequest, IngestResponse, errors
 
 router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"], dependencies=V1Guard)
 
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"], dependencies=V1Gu
 @router.post(
     "/documents",
     response_model=IngestResponse,
-    responses={401: {"model": ErrorBody}, 413: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    responses=errors(400, 401, 409, 413, 422, 429, 431, 500, 503),
 )
 async def ingest(body: IngestRequest, request: Request) -> IngestResponse:
     """Chunk, embed and store documents. Re-ingesting a document id replaces it."""
@@ -37,7 +37,13 @@ async def ingest(body: IngestRequest, request: Request) -> IngestResponse:
     documents = body.documents
     ids = [d.document_id for d in documents]
     if len(set(ids)) != len(ids):
-        raise ApiError(422, "invalid_request", "the same document id appears twice")
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        raise ApiError(
+            409,
+            "duplicate_document_ids",
+            f"document ids {duplicates} appear more than once (an id defaults to a slug of "
+            "`source`, else of `title`); send each document once",
+        )
     written = await c.service.ingest(documents)
     return IngestResponse(
         documents=[IngestedDocument(**w) for w in written],

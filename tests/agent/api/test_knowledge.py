@@ -79,7 +79,7 @@ def test_reingesting_replaces_the_document(client) -> None:
                     {"title": "u", "text": "y", "id": "a"},
                 ]
             },
-            422,
+            409,
         ),
         ({"documents": [{"title": "t", "text": "x" * 200_001}]}, 413),
         ({"documents": [{"title": f"t{i}", "text": "x"} for i in range(51)]}, 413),
@@ -249,6 +249,7 @@ def _raw(document: dict) -> bytes:
         ({"metadata": {"k\ud800": "x"}}, "metadata"),
         ({"metadata": {"k": "\ud800"}}, "metadata"),
         ({"metadata": {"k": 2**63}}, "metadata"),
+        ({"metadata": {"k": 10**18 + 1}}, "metadata"),
         ({"metadata": {"k": -(2**63) - 1}}, "metadata"),
     ],
 )
