@@ -17,6 +17,7 @@ from agent import __version__
 from agent.api.middleware import RequestContextMiddleware
 from agent.api.openapi import state_runtime_limits
 from agent.api.routes import health, infer, knowledge
+from agent.api.routes.docs import mount_docs
 from agent.config import Settings
 from agent.llm.base import LLMError
 from agent.logs import configure_logging
@@ -131,6 +132,9 @@ def create_app(settings: Settings | None = None, components: Components | None =
         version=__version__,
         description="A vertical AI agent for platform and SRE runbooks.",
         lifespan=lifespan,
+        # /docs is served from packaged assets (routes/docs.py); ReDoc's page would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(
         RequestContextMiddleware,
@@ -143,4 +147,5 @@ def create_app(settings: Settings | None = None, components: Components | None =
     app.include_router(health.router)
     app.include_router(infer.router)
     app.include_router(knowledge.router)
+    mount_docs(app)
     return app
