@@ -225,5 +225,6 @@ class Answer(BaseModel):
     cached: bool = False
     degraded: list[str] = Field(
         default_factory=list,
-        description="Why the answer is degraded: retrieval_unavailable, llm_unavailable.",
+        description="Why the answer is degraded: knowledge_base_loading, "
+        "retrieval_unavailable, llm_unavailable. Degraded answers are never cached.",
     )

@@ -4,7 +4,9 @@ Every dependency failure has a defined degraded answer instead of an error:
 - Redis down: the state layer falls back in-process; answers are simply not cached.
 - ChromaDB (or the embedder) down: the answer says it has no sources; `degraded` says why.
 - LLM unavailable after retries: an extractive answer from the retrieved passages, flagged.
-Ingestion is the exception: it fails loudly, because silently dropping documents loses data.
+- Knowledge base still being seeded at first start: answers are flagged, so never cached.
+Ingestion is the exception: it fails loudly, because silently dropping documents loses data,
+and it is refused when the shared cache cannot be invalidated (stale answers would outlive it).
 """
 
 from __future__ import annotations
