@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
+from types import FrameType
+from typing import Any
 
 import httpx
 import uvicorn
@@ -13,22 +16,37 @@ import uvicorn
 from agent.config import Settings
 from agent.logs import configure_logging
 
+STARTUP_FAILURE = 3  # what uvicorn.run exits with when the app cannot start
 
-def serve(settings: Settings, reload: bool = False) -> None:
+
+class _Server(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """What uvicorn does, minus recording the signal: uvicorn re-raises it once shut down,
+        so a SIGTERM that drained cleanly would still exit 143 (and look like a crash)."""
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C stops waiting for connections
+        else:
+            self.should_exit = True
+
+
+def serve(settings: Settings, reload: bool = False) -> int:
     configure_logging(settings.log_level)  # the reloader's own process logs too
-    uvicorn.run(
-        "agent.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        reload=reload,
-        reload_dirs=["agent"] if reload else None,
-        log_config=None,  # our JSON logging, configured by create_app
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,  # our JSON logging, configured by create_app
+        "access_log": False,
+        "proxy_headers": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds),
+    }
+    if reload:  # development only: uvicorn's reloader supervises a child process
+        uvicorn.run("agent.app:create_app", reload=True, reload_dirs=["agent"], **options)
+        return 0
+    server = _Server(uvicorn.Config("agent.app:create_app", **options))
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE
 
 
 async def seed(settings: Settings) -> list[dict[str, object]]:
@@ -66,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings()
     if args.command == "serve":
-        serve(settings, reload=args.reload)
-        return 0
+        return serve(settings, reload=args.reload)
     if args.command == "healthcheck":
         return healthcheck(settings)
     written = asyncio.run(seed(settings))

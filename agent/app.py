@@ -15,15 +15,27 @@ from starlette.exceptions import HTTPException
 
 from agent import __version__
 from agent.api.middleware import RequestContextMiddleware
+from agent.api.openapi import state_runtime_limits
 from agent.api.routes import health, infer, knowledge
+from agent.api.routes.docs import mount_docs
 from agent.config import Settings
 from agent.llm.base import LLMError
 from agent.logs import configure_logging
 from agent.metrics import Metrics
-from agent.service import IngestError, InjectedFaultError
-from agent.wiring import Components, build_components, seed_if_empty
+from agent.service import DocumentRejectedError, IngestError, InjectedFaultError
+from agent.wiring import Components, build_components, mark_seeding, seed_if_empty
 
 log = logging.getLogger(__name__)
+
+
+# Error codes of the statuses Starlette raises by itself (unknown path, wrong method, ...).
+_HTTP_ERRORS = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
 
 
 def _error(request: Request, status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
@@ -44,13 +56,26 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(IngestError)
     async def ingest_error(request: Request, exc: IngestError) -> JSONResponse:
+        stored = "some documents were stored" if exc.written else "documents were not stored"
         return _error(
             request,
             503,
-            "store_unavailable",
-            f"documents were not stored: {exc}. Retry the request; it is idempotent.",
+            exc.kind,
+            f"{stored}: {exc}. Retry the request; it is idempotent.",
             written=exc.written,
             headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(DocumentRejectedError)
+    async def rejected(request: Request, exc: DocumentRejectedError) -> JSONResponse:
+        errors = [{"loc": ["body", "documents", exc.index], "msg": str(exc), "type": "rejected"}]
+        return _error(
+            request,
+            422,
+            "invalid_request",
+            f"documents[{exc.index}] was refused by the knowledge store",
+            errors=errors,
+            written=exc.written,
         )
 
     @app.exception_handler(InjectedFaultError)
@@ -59,7 +84,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return _error(request, exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
+        error = getattr(exc, "error", None) or _HTTP_ERRORS.get(exc.status_code, "http_error")
+        return _error(request, exc.status_code, error, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -83,9 +109,8 @@ def create_app(settings: Settings | None = None, components: Components | None =
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         c = components or build_components(settings, metrics)
         app.state.components = c
+        mark_seeding(c, "not started" if settings.seed_on_startup else "disabled")
         seeding = asyncio.create_task(seed_if_empty(c)) if settings.seed_on_startup else None
-        if seeding is None:
-            c.seeding = "disabled"
         app.state.accepting = True
         log.info(
             "agent started",
@@ -107,12 +132,20 @@ def create_app(settings: Settings | None = None, components: Components | None =
         version=__version__,
         description="A vertical AI agent for platform and SRE runbooks.",
         lifespan=lifespan,
+        # /docs is served from packaged assets (routes/docs.py); ReDoc's page would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(
-        RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
+        RequestContextMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
     )
     _install_error_handlers(app)
+    state_runtime_limits(app, settings)
     app.include_router(health.router)
     app.include_router(infer.router)
     app.include_router(knowledge.router)
+    mount_docs(app)
     return app

@@ -61,11 +61,14 @@ class Settings(BaseSettings):
     session_max_turns: int = Field(10, ge=0, le=100)
     session_ttl_seconds: int = Field(3600, ge=1)
     rate_limit_per_minute: int = Field(120, ge=0)  # 0 disables the limit
+    # Failed bearer authentications per client IP per minute before 429; 0 disables.
+    auth_failures_per_minute: int = Field(10, ge=0)
 
     # --- API ---
     agent_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_query_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
+    max_header_bytes: int = Field(16_384, ge=1024)
     max_document_chars: int = Field(200_000, ge=100)
     max_documents_per_request: int = Field(50, ge=1)
     default_top_k: int = Field(4, ge=1, le=20)

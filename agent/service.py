@@ -4,24 +4,28 @@ Every dependency failure has a defined degraded answer instead of an error:
 - Redis down: the state layer falls back in-process; answers are simply not cached.
 - ChromaDB (or the embedder) down: the answer says it has no sources; `degraded` says why.
 - LLM unavailable after retries: an extractive answer from the retrieved passages, flagged.
-Ingestion is the exception: it fails loudly, because silently dropping documents loses data.
+- Knowledge base still being seeded at first start: answers are flagged, so never cached.
+Ingestion is the exception: it fails loudly, because silently dropping documents loses data,
+and it is refused when the shared cache cannot be invalidated (stale answers would outlive it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import random
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from agent.config import Settings
-from agent.domain import Passage, Turn
+from agent.domain import Answer, DocumentIn, Passage, Source, Turn
 from agent.embeddings.base import EmbeddingError
-from agent.knowledge.chunking import chunk_document, slugify
+from agent.knowledge.chunking import chunk_document
 from agent.llm.base import (
     Completion,
     LLMError,
@@ -33,15 +37,17 @@ from agent.llm.base import (
 from agent.llm.offline import NO_SOURCES_ANSWER, OfflineProvider
 from agent.metrics import Metrics
 from agent.prompts import Prompt, build_prompt, clean
-from agent.store.state import State
-from agent.store.vector import KnowledgeStore, StoreUnavailableError
+from agent.store.state import CacheUnavailableError, State
+from agent.store.vector import KnowledgeStore, StoreRejectedError, StoreUnavailableError
 from agent.tools import ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
 
 RETRIEVAL_UNAVAILABLE = "retrieval_unavailable"
 LLM_UNAVAILABLE = "llm_unavailable"
+KNOWLEDGE_LOADING = "knowledge_base_loading"
 NO_KNOWLEDGE_NOTICE = "The knowledge base is unavailable right now, so this answer has no sources."
+LOADING_NOTICE = "The knowledge base is still loading; ask again in a moment."
 # LLM failures that a fallback answer can stand in for; auth and bad requests are not.
 _FALLBACK_ERRORS = (LLMUnavailableError, LLMRateLimitError, LLMTimeoutError)
 
@@ -50,46 +56,22 @@ class InjectedFaultError(RuntimeError):
     """Raised by the test-only FAULT_ERROR_RATE setting."""
 
 
+class DocumentRejectedError(ValueError):
+    """The store refused a document's content: a client error (422), nothing is down."""
+
+    def __init__(self, index: int, message: str, written: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.index = index
+        self.written = [w["id"] for w in written]
+
+
 class IngestError(RuntimeError):
-    def __init__(self, message: str, written: list[str]) -> None:
+    """`kind`: store_unavailable (Chroma or the embedder) or cache_unavailable (Redis)."""
+
+    def __init__(self, message: str, written: list[str], kind: str = "store_unavailable") -> None:
         super().__init__(message)
         self.written = written
-
-
-@dataclass
-class Source:
-    n: int
-    document_id: str
-    title: str
-    source: str
-    section: str
-    score: float
-    snippet: str
-    cited: bool
-
-
-@dataclass
-class InferResult:
-    answer: str
-    sources: list[Source]
-    tool_calls: list[dict[str, Any]]
-    provider: str
-    model: str
-    cached: bool
-    degraded: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class DocumentIn:
-    title: str
-    text: str
-    id: str | None = None
-    source: str | None = None
-    metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
-
-    @property
-    def document_id(self) -> str:
-        return self.id or slugify(self.source or self.title)
+        self.kind = kind
 
 
 def cache_key(parts: dict[str, Any]) -> str:
@@ -117,6 +99,8 @@ class AgentService:
         self.llm = llm
         self.tools = tools
         self._fallback = OfflineProvider()
+        # True until the first-start seed has finished: answers may lack the runbooks.
+        self.knowledge_loading = False
 
     # --- retrieval ------------------------------------------------------------------------
 
@@ -133,19 +117,19 @@ class AgentService:
 
     # --- inference ------------------------------------------------------------------------
 
-    async def infer(self, query: str, session_id: str | None, top_k: int | None) -> InferResult:
+    async def infer(self, query: str, session_id: str | None, top_k: int | None) -> Answer:
         await self._inject_faults()
         k = top_k or self.settings.default_top_k
         history = await self.state.history(session_id) if session_id else []
         key = self._cache_key(query, k, history)
-        cached, result = await self.state.get_cached(key)
-        self.metrics.cache_requests.labels(result).inc()
-        if cached is not None:
-            hit = _result_from_cache(cached)
+        lookup = await self.state.get_cached(key)
+        self.metrics.cache_requests.labels(lookup.result).inc()
+        if lookup.value is not None:
+            hit = _result_from_cache(lookup.value)
             await self._remember(session_id, query, hit.answer)
             return hit
 
-        degraded: list[str] = []
+        degraded: list[str] = [KNOWLEDGE_LOADING] if self.knowledge_loading else []
         try:
             passages = await self.retrieve(query, k)
         except (StoreUnavailableError, EmbeddingError) as exc:
@@ -158,6 +142,8 @@ class AgentService:
         completion, provider = await self._complete(prompt, ctx, degraded)
 
         answer = completion.text
+        if KNOWLEDGE_LOADING in degraded and answer == NO_SOURCES_ANSWER:
+            answer = LOADING_NOTICE
         if RETRIEVAL_UNAVAILABLE in degraded:
             answer = (
                 NO_KNOWLEDGE_NOTICE
@@ -168,20 +154,17 @@ class AgentService:
             self.metrics.degraded_answers.labels(reason).inc()
 
         cited = set(completion.cited)
-        response = InferResult(
+        response = Answer(
             answer=answer,
             sources=[_source(n, p, n in cited) for n, p in enumerate(ctx.found, start=1)],
-            tool_calls=[
-                {"name": c.name, "arguments": c.arguments, "result": c.result, "ok": c.ok}
-                for c in completion.tool_calls
-            ],
+            tool_calls=completion.tool_calls,
             provider=provider.name,
             model=completion.model,
             cached=False,
             degraded=degraded,
         )
-        if not degraded:
-            await self.state.set_cached(key, _result_to_cache(response))
+        if not degraded and lookup.generation is not None:
+            await self.state.set_cached(key, _result_to_cache(response), lookup.generation)
         await self._remember(session_id, query, answer)
         return response
 
@@ -236,12 +219,23 @@ class AgentService:
 
     # --- ingestion ------------------------------------------------------------------------
 
-    async def ingest(self, documents: list[DocumentIn]) -> list[dict[str, Any]]:
-        """Chunk and write every document; on a store failure, raise with what was written."""
+    async def ingest(
+        self, documents: list[DocumentIn], *, cache_required: bool = True
+    ) -> list[dict[str, Any]]:
+        """Chunk and write every document; on a failure, raise with what was written.
+
+        The cache generation is bumped before writing (so a cache that cannot be invalidated
+        refuses the ingest before anything is written) and after (so answers computed while
+        writing are invalidated too). Cached answers therefore never outlive an ingest that
+        succeeded. `cache_required=False` (the seed: an empty knowledge base has no answers
+        worth caching) makes both bumps best effort."""
         written: list[dict[str, Any]] = []
         try:
-            for doc in documents:
-                chunks = chunk_document(
+            await self._invalidate_cache(cache_required)
+            for index, doc in enumerate(documents):
+                # CPU work proportional to the document (up to MAX_DOCUMENT_CHARS): off the loop.
+                chunks = await anyio.to_thread.run_sync(
+                    chunk_document,
                     doc.document_id,
                     doc.title,
                     doc.text,
@@ -249,15 +243,34 @@ class AgentService:
                     self.settings.chunk_overlap,
                 )
                 metadata = {**doc.metadata, "source": doc.source or ""}
-                count = await self.store.upsert_document(doc.document_id, chunks, metadata)
+                try:
+                    count = await self.store.upsert_document(doc.document_id, chunks, metadata)
+                except StoreRejectedError as exc:
+                    raise DocumentRejectedError(index, str(exc), written) from exc
                 written.append({"id": doc.document_id, "chunks": count})
-        except (StoreUnavailableError, EmbeddingError) as exc:
-            raise IngestError(str(exc), [w["id"] for w in written]) from exc
-        finally:
+            await self._invalidate_cache(cache_required)
+        except DocumentRejectedError:
             if written:
-                # Cached answers predate these documents: invalidate them all at once.
-                await self.state.bump_generation()
+                await self._invalidate_cache(required=False)
+            raise
+        except (StoreUnavailableError, EmbeddingError) as exc:
+            if written:
+                await self._invalidate_cache(required=False)
+            raise IngestError(str(exc), [w["id"] for w in written]) from exc
+        except CacheUnavailableError as exc:
+            raise IngestError(
+                f"the answer cache could not be invalidated: {exc}",
+                [w["id"] for w in written],
+                kind="cache_unavailable",
+            ) from exc
         return written
+
+    async def _invalidate_cache(self, required: bool) -> None:
+        if required:
+            await self.state.bump_generation()
+            return
+        with contextlib.suppress(CacheUnavailableError):
+            await self.state.bump_generation()
 
 
 def _source(n: int, passage: Passage, cited: bool) -> Source:
@@ -274,22 +287,13 @@ def _source(n: int, passage: Passage, cited: bool) -> Source:
     )
 
 
-def _result_to_cache(result: InferResult) -> dict[str, Any]:
-    return {
-        "answer": result.answer,
-        "sources": [vars(s) for s in result.sources],
-        "tool_calls": result.tool_calls,
-        "provider": result.provider,
-        "model": result.model,
-    }
+# What the cache keeps of an answer: whether it was cached or degraded is per response.
+_CACHED_FIELDS = {"answer", "sources", "tool_calls", "provider", "model"}
 
 
-def _result_from_cache(entry: dict[str, Any]) -> InferResult:
-    return InferResult(
-        answer=entry["answer"],
-        sources=[Source(**s) for s in entry["sources"]],
-        tool_calls=entry["tool_calls"],
-        provider=entry["provider"],
-        model=entry["model"],
-        cached=True,
-    )
+def _result_to_cache(result: Answer) -> dict[str, Any]:
+    return result.model_dump(mode="json", include=_CACHED_FIELDS)
+
+
+def _result_from_cache(entry: dict[str, Any]) -> Answer:
+    return Answer.model_validate({**entry, "cached": True})

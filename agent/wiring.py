@@ -6,7 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from agent.config import Settings
 from agent.embeddings.base import Embedder, EmbeddingError
@@ -16,7 +16,7 @@ from agent.llm.offline import OfflineProvider
 from agent.metrics import Metrics
 from agent.service import AgentService, IngestError
 from agent.store.state import State, make_state
-from agent.store.vector import KnowledgeStore, StoreUnavailableError
+from agent.store.vector import KnowledgeStore, StoreMisconfiguredError, StoreUnavailableError
 from agent.tools import ToolRegistry, default_tools
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ class Components:
     tools: ToolRegistry
     service: AgentService
     api_keys: list[bytes] = field(default_factory=list)
-    seeding: str = "not started"  # not started | running | done | skipped | failed: <reason>
+    # not started | running | done | skipped: ... | failed: <reason> | cancelled | disabled
+    seeding: str = "not started"
 
     async def aclose(self) -> None:
         await self.llm.aclose()
@@ -72,29 +73,48 @@ def build_components(settings: Settings, metrics: Metrics | None = None) -> Comp
     )
 
 
+LOADING = ("not started", "running")
+
+
+def mark_seeding(components: Components, state: str) -> None:
+    """Record the seed's state; while it has not finished, answers are flagged as loading."""
+    components.seeding = state
+    components.service.knowledge_loading = state in LOADING
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    """Store and embedder outages pass (a Chroma server may start after the agent);
+    a misconfiguration does not."""
+    if isinstance(exc, StoreMisconfiguredError) or isinstance(
+        exc.__cause__, StoreMisconfiguredError
+    ):
+        return False
+    return isinstance(exc, (StoreUnavailableError, EmbeddingError, IngestError))
+
+
 async def seed_if_empty(components: Components, max_wait_seconds: float = 600) -> None:
-    """Load the shipped runbooks into an empty collection. Retries while the store is down
-    (a Chroma server may start after the agent); never fails the process."""
+    """Load the shipped runbooks into an empty collection. Retries while the store is down;
+    never fails the process."""
     from agent.knowledge.corpus import shipped_documents
 
-    components.seeding = "running"
+    mark_seeding(components, "running")
     try:
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((StoreUnavailableError, EmbeddingError, IngestError)),
+            retry=retry_if_exception(_worth_retrying),
             wait=wait_exponential(multiplier=0.5, max=15),
             stop=stop_after_delay(max_wait_seconds),
             reraise=True,
         ):
             with attempt:
                 if await components.store.count() > 0:
-                    components.seeding = "skipped: collection not empty"
+                    mark_seeding(components, "skipped: collection not empty")
                     return
-                written = await components.service.ingest(shipped_documents())
-                components.seeding = "done"
+                written = await components.service.ingest(shipped_documents(), cache_required=False)
+                mark_seeding(components, "done")
                 log.info("seeded knowledge base", extra={"documents": len(written)})
     except asyncio.CancelledError:
-        components.seeding = "cancelled"
+        mark_seeding(components, "cancelled")
         raise
     except Exception as exc:
-        components.seeding = f"failed: {exc}"
+        mark_seeding(components, f"failed: {exc}")
         log.error("seeding the knowledge base failed", extra={"error": str(exc)})

@@ -7,7 +7,6 @@ import os
 import re
 import shlex
 import sys
-from dataclasses import asdict
 
 import httpx
 from invoke import Context
@@ -148,7 +147,7 @@ def seed(c: Context, url: str = "", api_key: str = "") -> None:
         return
     from agent.knowledge.corpus import shipped_documents
 
-    documents = [asdict(d) for d in shipped_documents()]
+    documents = [d.model_dump(mode="json") for d in shipped_documents()]
     key = api_key or os.environ.get("VAIA_API_KEY", "")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:

@@ -1,5 +1,5 @@
 """One pure-ASGI middleware for what every request needs: a request id (taken from a sane
-X-Request-ID or made), a body size limit, the access log line, and the HTTP metrics."""
+X-Request-ID or made), header and body size limits, the access log line, and the HTTP metrics."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from agent.metrics import Metrics
 
 access_log = logging.getLogger("agent.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Metric labels must stay bounded: any other method (WebDAV's, invented ones) is "other".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class _BodyTooLargeError(Exception):
@@ -37,16 +39,24 @@ def _json_response(status: int, body: dict[str, Any]) -> tuple[Message, Message]
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, max_header_bytes: int
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        # Before anything reads them (auth would hash a 1 MB key): refuse oversized headers.
+        header_bytes = sum(len(k) + len(v) for k, v in scope["headers"])
+        if header_bytes > self.max_header_bytes:
+            await self._refuse_headers(scope, send, header_bytes, started)
+            return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         incoming = headers.get("x-request-id", "")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
@@ -107,8 +117,9 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
             method = scope["method"]
-            self.metrics.http_requests.labels(method, route, str(status)).inc()
-            self.metrics.http_latency.labels(method, route, str(status)).observe(elapsed)
+            label = method if method in KNOWN_METHODS else "other"
+            self.metrics.http_requests.labels(label, route, str(status)).inc()
+            self.metrics.http_latency.labels(label, route, str(status)).observe(elapsed)
             client = scope.get("client")
             access_log.info(
                 "request",
@@ -122,6 +133,32 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+    async def _refuse_headers(
+        self, scope: Scope, send: Send, header_bytes: int, started: float
+    ) -> None:
+        request_id = uuid.uuid4().hex
+        start, body = _json_response(
+            431,
+            {
+                "detail": f"request headers are {header_bytes} bytes; the limit is "
+                f"MAX_HEADER_BYTES={self.max_header_bytes}",
+                "error": "headers_too_large",
+                "request_id": request_id,
+            },
+        )
+        start["headers"].append((b"x-request-id", request_id.encode()))
+        await send(start)
+        await send(body)
+        label = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+        self.metrics.http_requests.labels(label, "unmatched", "431").inc()
+        self.metrics.http_latency.labels(label, "unmatched", "431").observe(
+            time.perf_counter() - started
+        )
+        access_log.info(
+            "request headers too large",
+            extra={"path": scope["path"], "status": 431, "header_bytes": header_bytes},
+        )
 
 
 def _route_template(scope: Scope) -> str:

@@ -13,7 +13,13 @@ import re
 import unicodedata
 import zlib
 
+import anyio
+
 from agent.embeddings.base import Purpose
+
+# Up to this many characters a batch is embedded in place (a question costs ~0.1 ms); beyond,
+# in a worker thread, so a large document (~0.1 s for 200,000 characters) never stalls the loop.
+INLINE_CHARS = 2000
 
 _WORD = re.compile(r"[a-z0-9]+(?:[-_.][a-z0-9]+)*")
 # Words too common to carry meaning in a question; keeping them would make every query similar.
@@ -68,5 +74,10 @@ class HashingEmbedder:
         norm = math.sqrt(sum(v * v for v in vector))
         return [v / norm for v in vector] if norm else vector
 
-    async def embed(self, texts: list[str], purpose: Purpose) -> list[list[float]]:
+    def embed_all(self, texts: list[str]) -> list[list[float]]:
         return [self.embed_one(text) for text in texts]
+
+    async def embed(self, texts: list[str], purpose: Purpose) -> list[list[float]]:
+        if sum(map(len, texts)) <= INLINE_CHARS:
+            return self.embed_all(texts)
+        return await anyio.to_thread.run_sync(self.embed_all, texts)

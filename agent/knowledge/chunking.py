@@ -1,7 +1,8 @@
 """Markdown-aware chunking with stable ids.
 
-A chunk id is `<document id>::<index>`, so re-ingesting a document overwrites its chunks in
-place (and the store deletes the tail if the new version is shorter) instead of duplicating.
+A chunk's index is its position in the document; the store adds the write's version to the id
+(`<document id>::<version>::<index>`), so a re-ingest writes a new version beside the old one and
+then deletes the old one, instead of overwriting chunks in place.
 Chunks never straddle headings; paragraphs and code blocks are kept whole where they fit, and
 consecutive chunks of a section overlap by about `overlap` characters so a step that spans a
 boundary is still found.
@@ -12,11 +13,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-DOCUMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
+from agent.domain import DOCUMENT_ID, slugify
+
+__all__ = ["DOCUMENT_ID", "Chunk", "chunk_document", "slugify"]
+
 _HEADING = re.compile(r"^(#{1,6})\s+(.*\S)\s*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=\S)|\n+")
-_SLUG_DROP = re.compile(r"[^a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -32,11 +35,6 @@ class Chunk:
         """What gets embedded: the headings give a short passage its topic."""
         heading = f"{self.title} — {self.section}" if self.section else self.title
         return f"{heading}\n{self.text}"
-
-
-def slugify(value: str) -> str:
-    slug = _SLUG_DROP.sub("-", value.casefold()).strip("-")
-    return slug[:200] or "document"
 
 
 def _sections(text: str) -> list[tuple[str, list[str]]]:

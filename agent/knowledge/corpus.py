@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from agent.service import DocumentIn
+from agent.domain import DocumentIn
 
 
 def shipped_documents() -> list[DocumentIn]:

@@ -1,18 +1,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
+from agent.domain import ToolCall
 from agent.prompts import Prompt
 from agent.tools import ToolContext, ToolRegistry
 
-
-@dataclass(frozen=True)
-class ToolCall:
-    name: str
-    arguments: dict[str, Any]
-    result: Any
-    ok: bool = True
+__all__ = ["Completion", "LLMError", "LLMProvider", "ToolCall"]
 
 
 @dataclass

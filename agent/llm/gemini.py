@@ -166,7 +166,9 @@ class GeminiProvider:
                 name, args = fc.name or "", dict(fc.args or {})
                 outcome = await tools.call(name, args, ctx)
                 self._metrics.tool_calls.labels(name, "ok" if outcome.ok else "error").inc()
-                calls.append(ToolCall(name, args, outcome.result, outcome.ok))
+                calls.append(
+                    ToolCall(name=name, arguments=args, result=outcome.result, ok=outcome.ok)
+                )
                 reply_parts.append(
                     types.Part.from_function_response(name=name, response=outcome.result)
                 )

@@ -132,7 +132,7 @@ class OfflineProvider:
         if days:
             args["window_days"] = int(days.group(1))
         outcome = await tools.call("error_budget", args, ctx)
-        return [ToolCall("error_budget", args, outcome.result, outcome.ok)]
+        return [ToolCall(name="error_budget", arguments=args, result=outcome.result, ok=outcome.ok)]
 
     @staticmethod
     def _describe_budget(call: ToolCall) -> str:

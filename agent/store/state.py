@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from cachetools import TTLCache
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from agent.config import Settings
@@ -37,6 +38,19 @@ RATE_WINDOW_SECONDS = 60
 CacheResult = Literal["hit", "miss", "error"]
 
 
+class CacheUnavailableError(RuntimeError):
+    """The shared cache could not be invalidated (Redis did not answer)."""
+
+
+@dataclass(frozen=True)
+class CacheLookup:
+    value: dict[str, Any] | None
+    result: CacheResult
+    # The knowledge base's generation when the answer was looked up: an answer computed now is
+    # cached under it, so an ingest that lands meanwhile still invalidates it. None: no cache.
+    generation: int | None
+
+
 @dataclass(frozen=True)
 class RateDecision:
     allowed: bool
@@ -48,12 +62,20 @@ class RateDecision:
 class State(Protocol):
     backend: str
 
-    async def get_cached(self, key: str) -> tuple[dict[str, Any] | None, CacheResult]: ...
-    async def set_cached(self, key: str, value: dict[str, Any]) -> None: ...
-    async def bump_generation(self) -> None: ...
+    async def get_cached(self, key: str) -> CacheLookup: ...
+    async def set_cached(self, key: str, value: dict[str, Any], generation: int) -> None: ...
+    async def bump_generation(self) -> None:
+        """Invalidate every cached answer; raises CacheUnavailableError when it cannot."""
+
     async def history(self, session_id: str) -> list[Turn]: ...
     async def remember(self, session_id: str, turns: list[Turn]) -> None: ...
-    async def rate_limit(self, client_id: str) -> RateDecision: ...
+    async def rate_limit(self, client_id: str, limit: int | None = None) -> RateDecision:
+        """Count one request of `client_id` in this minute's window (RATE_LIMIT_PER_MINUTE
+        unless `limit` is given) and decide."""
+
+    async def rate_peek(self, client_id: str, limit: int) -> RateDecision:
+        """Whether one more would be allowed, without counting it."""
+
     async def ping(self) -> None: ...
     async def aclose(self) -> None: ...
 
@@ -65,6 +87,10 @@ def _window(now: float) -> tuple[int, int]:
 
 def _decide(count: int, limit: int, reset: int) -> RateDecision:
     return RateDecision(count <= limit, limit, max(limit - count, 0), max(reset, 1))
+
+
+def _peeked(count: int, limit: int, reset: int) -> RateDecision:
+    return _decide(count + 1, limit, reset)
 
 
 class MemoryState:
@@ -81,15 +107,15 @@ class MemoryState:
         self._counters: TTLCache[str, int] = TTLCache(maxsize=max_entries, ttl=RATE_WINDOW_SECONDS)
         self._generation = 0
 
-    async def get_cached(self, key: str) -> tuple[dict[str, Any] | None, CacheResult]:
+    async def get_cached(self, key: str) -> CacheLookup:
         entry = self._cache.get(key)
         if entry is None or entry.get("gen") != self._generation:
-            return None, "miss"
-        return entry["value"], "hit"
+            return CacheLookup(None, "miss", self._generation)
+        return CacheLookup(entry["value"], "hit", self._generation)
 
-    async def set_cached(self, key: str, value: dict[str, Any]) -> None:
+    async def set_cached(self, key: str, value: dict[str, Any], generation: int) -> None:
         if self._settings.cache_ttl_seconds > 0:
-            self._cache[key] = {"gen": self._generation, "value": value}
+            self._cache[key] = {"gen": generation, "value": value}
 
     async def bump_generation(self) -> None:
         self._generation += 1
@@ -105,12 +131,18 @@ class MemoryState:
         stored.extend(turns)
         self._sessions[session_id] = stored  # re-set: refreshes the TTL like Redis EXPIRE
 
-    async def rate_limit(self, client_id: str) -> RateDecision:
+    async def rate_limit(self, client_id: str, limit: int | None = None) -> RateDecision:
         start, reset = _window(time.time())
         key = f"{client_id}:{start}"
         count = self._counters.get(key, 0) + 1
         self._counters[key] = count
-        return _decide(count, self._settings.rate_limit_per_minute, reset)
+        return _decide(
+            count, self._settings.rate_limit_per_minute if limit is None else limit, reset
+        )
+
+    async def rate_peek(self, client_id: str, limit: int) -> RateDecision:
+        start, reset = _window(time.time())
+        return _peeked(self._counters.get(f"{client_id}:{start}", 0), limit, reset)
 
     async def ping(self) -> None:
         return None
@@ -132,8 +164,10 @@ class RedisState:
             socket_timeout=settings.redis_timeout_seconds,
             socket_connect_timeout=settings.redis_timeout_seconds,
             decode_responses=True,
-            # No client-side retries: a failed call goes to the fallback at once.
-            retry=Retry(NoBackoff(), 0),
+            # One immediate retry on a broken connection, none on a timeout: after a Redis
+            # restart the pooled connection is dead and a fresh one answers (without the retry
+            # the first call fails and starts a cooldown); a Redis that hangs costs one timeout.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
 
     async def _try(
@@ -158,38 +192,45 @@ class RedisState:
     def healthy(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    async def get_cached(self, key: str) -> tuple[dict[str, Any] | None, CacheResult]:
-        async def op() -> tuple[dict[str, Any] | None, CacheResult]:
-            raw, generation = await self.redis.mget(PREFIX + "cache:" + key, GENERATION_KEY)
+    async def get_cached(self, key: str) -> CacheLookup:
+        async def op() -> CacheLookup:
+            raw, stored = await self.redis.mget(PREFIX + "cache:" + key, GENERATION_KEY)
+            generation = int(stored or 0)
             if raw is None:
-                return None, "miss"
+                return CacheLookup(None, "miss", generation)
             entry = json.loads(raw)
-            if entry.get("gen") != int(generation or 0):
-                return None, "miss"  # written before the knowledge base last changed
-            return entry["value"], "hit"
+            if entry.get("gen") != generation:
+                # Written before the knowledge base last changed.
+                return CacheLookup(None, "miss", generation)
+            return CacheLookup(entry["value"], "hit", generation)
 
-        async def degraded() -> tuple[dict[str, Any] | None, CacheResult]:
-            return None, "error"
+        async def degraded() -> CacheLookup:
+            return CacheLookup(None, "error", None)
 
         return await self._try("cache get", op, degraded)
 
-    async def set_cached(self, key: str, value: dict[str, Any]) -> None:
+    async def set_cached(self, key: str, value: dict[str, Any], generation: int) -> None:
         ttl = self._settings.cache_ttl_seconds
         if ttl <= 0:
             return
+        payload = json.dumps({"gen": generation, "value": value})
 
         async def op() -> None:
-            generation = int(await self.redis.get(GENERATION_KEY) or 0)
-            payload = json.dumps({"gen": generation, "value": value})
             await self.redis.set(PREFIX + "cache:" + key, payload, ex=ttl)
 
         await self._try("cache set", op, _nothing)
 
     async def bump_generation(self) -> None:
-        async def op() -> None:
+        """No fallback here: a bump only in this process would leave the other replicas, and
+        this one once Redis is back, serving answers that predate the change. Ignores the
+        cooldown (ingestion is rare and must know)."""
+        try:
             await self.redis.incr(GENERATION_KEY)
-
-        await self._try("generation bump", op, self._fallback.bump_generation)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._down_until = time.monotonic() + self._settings.redis_cooldown_seconds
+            self._metrics.dependency_up.labels("redis").set(0)
+            raise CacheUnavailableError(f"Redis did not answer: {exc!r}") from exc
+        self._metrics.dependency_up.labels("redis").set(1)
 
     async def history(self, session_id: str) -> list[Turn]:
         async def op() -> list[Turn]:
@@ -213,18 +254,30 @@ class RedisState:
 
         await self._try("session write", op, lambda: self._fallback.remember(session_id, turns))
 
-    async def rate_limit(self, client_id: str) -> RateDecision:
+    async def rate_limit(self, client_id: str, limit: int | None = None) -> RateDecision:
         start, reset = _window(time.time())
         key = f"{PREFIX}ratelimit:{client_id}:{start}"
+        limit = self._settings.rate_limit_per_minute if limit is None else limit
 
         async def op() -> RateDecision:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.incr(key)
                 pipe.expire(key, RATE_WINDOW_SECONDS + 1)
                 count, _ = await pipe.execute()
-            return _decide(int(count), self._settings.rate_limit_per_minute, reset)
+            return _decide(int(count), limit, reset)
 
-        return await self._try("rate limit", op, lambda: self._fallback.rate_limit(client_id))
+        return await self._try(
+            "rate limit", op, lambda: self._fallback.rate_limit(client_id, limit)
+        )
+
+    async def rate_peek(self, client_id: str, limit: int) -> RateDecision:
+        start, reset = _window(time.time())
+
+        async def op() -> RateDecision:
+            count = await self.redis.get(f"{PREFIX}ratelimit:{client_id}:{start}")
+            return _peeked(int(count or 0), limit, reset)
+
+        return await self._try("rate limit", op, lambda: self._fallback.rate_peek(client_id, limit))
 
     async def ping(self) -> None:
         """Readiness probe: raises when Redis does not answer (ignores the cooldown)."""

@@ -1,18 +1,27 @@
 """The knowledge store: ChromaDB through its official client.
 
-`HttpClient` when CHROMA_HOST is set, an embedded `PersistentClient` otherwise. The client is
-synchronous, so every call runs in a worker thread under a deadline: a hung Chroma server costs
-a request at most CHROMA_TIMEOUT_SECONDS, never a stuck worker pool. A failed call drops the
-client, so the next call reconnects (Chroma may have restarted).
+An HTTP client when CHROMA_HOST is set, an embedded `PersistentClient` otherwise. The client is
+synchronous, so every call runs in a small thread pool of the store's own, under a deadline:
+a hung Chroma server costs a request at most CHROMA_TIMEOUT_SECONDS. The HTTP client's own
+requests, connecting included, time out too (`chroma_http.BoundedHttpClient`), so an abandoned
+call frees its thread. The event loop never waits on a thread: it never takes the connect lock,
+and dropping a failed connection is an attribute swap. A failed call drops the connection, so
+the next call reconnects (Chroma may have restarted).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
+import secrets
 import threading
+import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import anyio
 
@@ -32,10 +41,29 @@ T = TypeVar("T")
 _NAME_DROP = re.compile(r"[^a-zA-Z0-9_-]+")
 # Chroma's upsert takes bounded batches; stay well below its maximum.
 UPSERT_BATCH = 256
+# Threads for Chroma calls: enough for concurrent requests, few enough that calls abandoned on
+# a hung server (each ends by its HTTP timeout) cannot pile up threads without bound.
+CHROMA_THREADS = 8
+# Metadata of every chunk: which write it belongs to, and how many chunks that write has.
+VERSION_KEY = "version"
+CHUNK_COUNT_KEY = "chunk_count"
 
 
 class StoreUnavailableError(RuntimeError):
     """The knowledge store could not be reached or refused the operation."""
+
+
+class StoreRejectedError(RuntimeError):
+    """Chroma refused the input (a client error): the store itself is fine."""
+
+
+class StoreMisconfiguredError(StoreUnavailableError):
+    """The store cannot work with this configuration: retrying does not help, an operator does."""
+
+
+class _Connection(NamedTuple):
+    client: ClientAPI
+    collection: Collection
 
 
 def collection_name(prefix: str, space: str) -> str:
@@ -50,9 +78,11 @@ class KnowledgeStore:
         self.embedder = embedder
         self._metrics = metrics
         self.collection_name = collection_name(settings.chroma_collection_prefix, embedder.space)
-        self._lock = threading.Lock()
-        self._client: ClientAPI | None = None
-        self._collection: Collection | None = None
+        # Replaced whole (an atomic swap), so the event loop can drop it without a lock.
+        self._connection: _Connection | None = None
+        # Serialises connecting; taken by pool threads only, never on the event loop.
+        self._connect_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(CHROMA_THREADS, thread_name_prefix="chroma")
 
     @property
     def mode(self) -> str:
@@ -65,55 +95,85 @@ class KnowledgeStore:
 
     # --- connection -------------------------------------------------------------------------
 
-    def _connect(self) -> Collection:
-        with self._lock:
-            if self._collection is not None:
-                return self._collection
-            import chromadb  # deferred: importing chromadb costs ~0.5 s, not needed by /health
-            from chromadb.config import Settings as ChromaSettings
+    def _connect(self) -> _Connection:
+        """The live connection, or a new one (in a pool thread, bounded by the HTTP timeout)."""
+        connection = self._connection
+        if connection is not None:
+            return connection
+        if not self._connect_lock.acquire(timeout=self._settings.chroma_timeout_seconds):
+            raise TimeoutError("another connection attempt to ChromaDB is still under way")
+        try:
+            if self._connection is None:
+                self._connection = self._open()
+            return self._connection
+        finally:
+            self._connect_lock.release()
 
-            chroma_settings = ChromaSettings(anonymized_telemetry=False)
-            s = self._settings
-            if s.chroma_host:
-                self._client = chromadb.HttpClient(
-                    host=s.chroma_host, port=s.chroma_port, settings=chroma_settings
+    def _open(self) -> _Connection:
+        import chromadb  # deferred: importing chromadb costs ~0.5 s, not needed by /health
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        s = self._settings
+        client: ClientAPI
+        if s.chroma_host:
+            from agent.store.chroma_http import BoundedHttpClient
+
+            client = BoundedHttpClient(
+                s.chroma_host, s.chroma_port, s.chroma_timeout_seconds, chroma_settings
+            )
+        else:
+            if getattr(chromadb, "is_client", False):
+                raise StoreMisconfiguredError(
+                    "the embedded store needs the full chromadb package, but only the thin "
+                    "chromadb-client is installed: set CHROMA_HOST to use a Chroma server, or "
+                    'install the embedded extra: pip install "vaia-agent[embedded]"'
                 )
-            else:
-                if getattr(chromadb, "is_client", False):
-                    raise StoreUnavailableError(
-                        "the embedded store needs the full chromadb package, but only the thin "
-                        "chromadb-client is installed: set CHROMA_HOST to use a Chroma server, or "
-                        'install the embedded extra: pip install "vaia-agent[embedded]"'
-                    )
-                s.chroma_path.mkdir(parents=True, exist_ok=True)
-                self._client = chromadb.PersistentClient(
-                    path=str(s.chroma_path), settings=chroma_settings
-                )
-            self._collection = self._client.get_or_create_collection(
+            s.chroma_path.mkdir(parents=True, exist_ok=True)
+            client = chromadb.PersistentClient(path=str(s.chroma_path), settings=chroma_settings)
+        try:
+            collection = client.get_or_create_collection(
                 name=self.collection_name,
                 metadata={"hnsw:space": "cosine", "embedder": self.embedder.space},
                 embedding_function=None,
             )
-            return self._collection
+        except BaseException:
+            _close_quietly(client)
+            raise
+        return _Connection(client, collection)
 
-    def _reset(self) -> None:
-        with self._lock:
-            self._client = None
-            self._collection = None
+    def _drop(self, connection: _Connection | None) -> None:
+        """Forget a failed connection (unless another call already replaced it); its client is
+        closed in the pool, since closing may wait on the very requests that hang."""
+        if connection is not None and self._connection is connection:
+            self._connection = None
+            self._pool.submit(_close_quietly, connection.client)
 
-    async def _run(self, what: str, func: Callable[[Collection], T]) -> T:
+    async def _run(self, what: str, func: Callable[[_Connection], T]) -> T:
+        used: list[_Connection] = []
+
         def call() -> T:
-            return func(self._connect())
+            connection = self._connect()
+            used.append(connection)
+            try:
+                return func(connection)
+            except Exception as exc:
+                if _is_rejection(exc):
+                    raise StoreRejectedError(f"ChromaDB refused the input ({what}): {exc}") from exc
+                raise
 
         try:
             with anyio.fail_after(self._settings.chroma_timeout_seconds):
-                result = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+                # Cancelling this future on timeout also drops the call if it has not started.
+                result = await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        except StoreRejectedError:
+            raise  # the store answered: it is up, and the connection is fine
         except StoreUnavailableError:
             self._metrics.dependency_up.labels("chromadb").set(0)
             raise
         except Exception as exc:
             self._metrics.dependency_up.labels("chromadb").set(0)
-            self._reset()
+            self._drop(used[0] if used else None)
             reason = (
                 "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             )
@@ -127,14 +187,13 @@ class KnowledgeStore:
     # --- operations -------------------------------------------------------------------------
 
     async def heartbeat(self) -> None:
-        def beat(_collection: Collection) -> None:
-            if self._client is not None:
-                self._client.heartbeat()
+        def beat(connection: _Connection) -> None:
+            connection.client.heartbeat()
 
         await self._run("heartbeat", beat)
 
     async def count(self) -> int:
-        return await self._run("count", lambda collection: collection.count())
+        return await self._run("count", lambda c: c.collection.count())
 
     async def search(self, text: str, top_k: int, min_score: float = 0.0) -> list[Passage]:
         [vector] = await self.embedder.embed([text], "query")
@@ -143,8 +202,8 @@ class KnowledgeStore:
 
         embeddings: list[Sequence[float]] = [vector]
 
-        def query(collection: Collection) -> Any:
-            return collection.query(
+        def query(connection: _Connection) -> Any:
+            return connection.collection.query(
                 query_embeddings=embeddings,
                 n_results=top_k,
                 include=["documents", "metadatas", "distances"],
@@ -179,27 +238,30 @@ class KnowledgeStore:
     async def upsert_document(
         self, document_id: str, chunks: list[Chunk], metadata: dict[str, Any]
     ) -> int:
-        """Write a document's chunks, then delete chunks left over from a longer old version.
+        """Replace a document: write the new version whole, then delete older versions.
 
-        Upsert first, delete after: at no moment is the document missing from the store."""
+        Each write is a version of its own (its chunk ids and metadata carry it), so
+        concurrent writers, in this process or in other replicas sharing the Chroma server,
+        never overwrite each other's chunks. After writing, a writer deletes every chunk older
+        than the newest *complete* version it sees (its own, or a newer one that finished
+        first). So the newest complete version always survives, the others are deleted by
+        whichever writer finishes last, and at no moment is the document missing."""
         vectors: list[Sequence[float]] = list(
             await self.embedder.embed([c.embedding_text() for c in chunks], "document")
         )
-        # Chunks of an older, longer version of this document.
-        stale: Any = {
-            "$and": [{"document_id": document_id}, {"chunk_index": {"$gte": len(chunks)}}]
-        }
-
-        def write(collection: Collection) -> None:
+        version = new_version()
+        tags = {VERSION_KEY: version, CHUNK_COUNT_KEY: len(chunks)}
+        try:
             for start in range(0, len(chunks), UPSERT_BATCH):
                 batch = chunks[start : start + UPSERT_BATCH]
-                collection.upsert(
-                    ids=[c.id for c in batch],
-                    embeddings=vectors[start : start + UPSERT_BATCH],
-                    documents=[c.text for c in batch],
-                    metadatas=[
+                records: Records = (
+                    [chunk_id(document_id, version, c.index) for c in batch],
+                    vectors[start : start + UPSERT_BATCH],
+                    [c.text for c in batch],
+                    [
                         {
                             **metadata,
+                            **tags,
                             "document_id": document_id,
                             "chunk_index": c.index,
                             "title": c.title,
@@ -208,17 +270,93 @@ class KnowledgeStore:
                         for c in batch
                     ],
                 )
-            collection.delete(where=stale)
-
-        await self._run("upsert", write)
+                # One call per batch: each is bounded by the timeout, whatever the document's size.
+                await self._run("upsert", partial(_upsert, records=records))
+        except Exception:
+            await self._forget_version(document_id, version)
+            raise
+        await self._run("upsert", lambda c: _delete_older_versions(c.collection, document_id))
         self._metrics.ingested_chunks.inc(len(chunks))
         return len(chunks)
 
+    async def _forget_version(self, document_id: str, version: int) -> None:
+        """Best effort: a failed write deletes what it wrote, so no partial version lingers."""
+        where: Any = {"$and": [{"document_id": document_id}, {VERSION_KEY: version}]}
+        # If that fails too, the next write of this document deletes it (older, incomplete).
+        with contextlib.suppress(StoreUnavailableError):
+            await self._run("cleanup", lambda c: c.collection.delete(where=where))
+
     async def document_chunk_ids(self, document_id: str) -> list[str]:
-        def ids(collection: Collection) -> list[str]:
-            return list(collection.get(where={"document_id": document_id}, include=[])["ids"])
+        def ids(connection: _Connection) -> list[str]:
+            found = connection.collection.get(where={"document_id": document_id}, include=[])
+            return list(found["ids"])
 
         return await self._run("get", ids)
 
     def close(self) -> None:
-        self._reset()
+        self._drop(self._connection)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def new_version() -> int:
+    """A write's version: later writes get larger numbers (microseconds since the epoch), and
+    the low digits are random so that two replicas writing in the same microsecond differ.
+    Fits Chroma's 64-bit integer metadata."""
+    return time.time_ns() // 1000 * 1000 + secrets.randbelow(1000)
+
+
+def chunk_id(document_id: str, version: int, index: int) -> str:
+    return f"{document_id}::{version}::{index:04d}"
+
+
+Records = tuple[list[str], list[Sequence[float]], list[str], list[dict[str, Any]]]
+
+
+def _upsert(connection: _Connection, records: Records) -> None:
+    ids, embeddings, documents, metadatas = records
+    connection.collection.upsert(
+        ids=ids,
+        embeddings=embeddings,
+        documents=documents,
+        metadatas=metadatas,  # type: ignore[arg-type]
+    )
+
+
+def _delete_older_versions(collection: Collection, document_id: str) -> None:
+    found = collection.get(where={"document_id": document_id}, include=["metadatas"])
+    ids_by_version: dict[int, list[str]] = {}
+    expected: dict[int, int] = {}
+    for found_id, meta in zip(found["ids"], found["metadatas"] or [], strict=True):
+        version = (meta or {}).get(VERSION_KEY)
+        # Chunks written before versions existed count as the oldest, incomplete version.
+        key = version if isinstance(version, int) and not isinstance(version, bool) else -1
+        ids_by_version.setdefault(key, []).append(found_id)
+        count = (meta or {}).get(CHUNK_COUNT_KEY)
+        expected[key] = count if isinstance(count, int) else -1
+    complete = [v for v, ids in ids_by_version.items() if v >= 0 and len(ids) == expected[v]]
+    if not complete:
+        return  # a newer writer is still writing: it deletes the older versions when done
+    newest = max(complete)
+    stale = [i for v, ids in ids_by_version.items() if v < newest for i in ids]
+    if stale:
+        collection.delete(ids=stale)
+
+
+def _is_rejection(exc: Exception) -> bool:
+    """Whether an operation failed on its input rather than on the store. Only called for
+    errors of an operation on a live connection: chromadb's constructor raises ValueError for
+    'cannot connect', which is an outage."""
+    from chromadb.errors import InvalidArgumentError
+
+    # ValueError/TypeError: chromadb's and orjson's own checks (a lone surrogate, an integer
+    # beyond 64 bits, a reserved key); InvalidArgumentError: the server's validation (400).
+    return isinstance(exc, ValueError | TypeError | InvalidArgumentError)
+
+
+def _close_quietly(client: ClientAPI) -> None:
+    try:
+        close = getattr(client, "close", None)  # clients of chromadb >= 1.1 have it
+        if callable(close):
+            close()
+    except Exception as exc:  # a client of a dead server may fail to close; it is dropped anyway
+        log.debug("closing a chromadb client failed", extra={"error": repr(exc)})

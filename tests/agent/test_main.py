@@ -45,9 +45,8 @@ def test_sigterm_drains_in_flight_requests_then_exits_cleanly(tmp_path) -> None:
         proc.send_signal(signal.SIGTERM)
         thread.join(30)
         assert result["status"] == 200  # finished, not cut off
-        # uvicorn re-raises the captured SIGTERM after its orderly shutdown, so the exit status
-        # is "terminated by SIGTERM"; the log lines below prove the shutdown was orderly.
-        assert proc.wait(30) in (0, -signal.SIGTERM)
+        # A drained shutdown is a clean exit (uvicorn alone re-raises the signal: 143).
+        assert proc.wait(30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -83,6 +85,25 @@ class ManagedProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+    def pause(self) -> None:
+        """SIGSTOP: the port stays open and the kernel still accepts connections, but nothing
+        answers (a hung server, not a dead one)."""
+        assert self.proc and self.proc.poll() is None, f"{self.name} is not running"
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Paused for the block, resumed afterwards whatever happens (the process is shared)."""
+        self.pause()
+        try:
+            yield
+        finally:
+            self.resume()
 
 
 class RedisProcess(ManagedProcess):

@@ -7,11 +7,13 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent import __version__
-from agent.api.deps import ComponentsDep
+from agent.api.deps import components_of
+from agent.api.schemas import HealthBody, ReadyBody, errors
+from agent.service import KNOWLEDGE_LOADING
 
 router = APIRouter(tags=["operations"])
 
@@ -19,7 +21,7 @@ router = APIRouter(tags=["operations"])
 READY_CHECK_TIMEOUT = 1.5
 
 
-@router.get("/health")
+@router.get("/health", response_model=HealthBody, responses=errors(431))
 async def health() -> dict[str, str]:
     """Liveness: the process serves HTTP. Never touches a dependency."""
     return {"status": "ok", "version": __version__}
@@ -35,12 +37,17 @@ async def _check(probe: Any) -> dict[str, Any]:
     return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
-@router.get("/ready")
-async def ready(request: Request, c: ComponentsDep) -> JSONResponse:
+@router.get(
+    "/ready",
+    response_model=ReadyBody,
+    responses={503: {"model": ReadyBody, "description": "Starting or stopping."}, **errors(431)},
+)
+async def ready(request: Request) -> JSONResponse:
     """Readiness: reports each dependency. 503 only when the service cannot serve at all
     (still starting, or shutting down); a dependency that is down makes it `degraded`."""
     if not getattr(request.app.state, "accepting", False):
         return JSONResponse({"status": "not_ready", "reason": "starting or stopping"}, 503)
+    c = components_of(request)
     store_check, redis_check = await asyncio.gather(
         _check(c.store.heartbeat),
         _check(c.state.ping) if c.state.backend == "redis" else _inproc(),
@@ -52,7 +59,14 @@ async def ready(request: Request, c: ComponentsDep) -> JSONResponse:
         "knowledge_seed": c.seeding,
     }
     down = [name for name in ("chromadb", "redis") if checks[name]["status"] == "down"]
-    body = {"status": "degraded" if down else "ready", "down": down, "checks": checks}
+    # Reasons answers are degraded although every dependency is up.
+    degraded = [KNOWLEDGE_LOADING] if c.service.knowledge_loading else []
+    body = {
+        "status": "degraded" if down or degraded else "ready",
+        "down": down,
+        "degraded": degraded,
+        "checks": checks,
+    }
     return JSONResponse(body, 200)
 
 
@@ -60,6 +74,17 @@ async def _inproc() -> dict[str, Any]:
     return {"status": "up", "note": "in-process (REDIS_URL unset)"}
 
 
-@router.get("/metrics")
-async def metrics(c: ComponentsDep) -> Response:
-    return Response(generate_latest(c.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **errors(431),
+    },
+)
+async def metrics(request: Request) -> Response:
+    registry = components_of(request).metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

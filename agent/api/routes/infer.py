@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 
-from agent.api.deps import V1Guard, components_of
-from agent.api.schemas import ErrorBody, InferRequest, InferResponse
+from agent.api.deps import ApiError, V1Guard, components_of
+from agent.api.schemas import InferRequest, InferResponse, errors
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"], dependencies=V1Guard)
 
@@ -16,37 +16,25 @@ router = APIRouter(prefix="/v1/agent", tags=["agent"], dependencies=V1Guard)
 @router.post(
     "/infer",
     response_model=InferResponse,
-    responses={
-        401: {"model": ErrorBody},
-        413: {"model": ErrorBody},
-        429: {"model": ErrorBody},
-        502: {"model": ErrorBody},
-        503: {"model": ErrorBody},
-        504: {"model": ErrorBody},
-    },
+    responses=errors(400, 401, 413, 422, 429, 431, 500, 502, 503, 504),
 )
 async def infer(body: InferRequest, request: Request) -> dict[str, Any]:
     """Answer a question from the knowledge base, citing the passages used."""
     started = time.perf_counter()
-    components = components_of(request)  # not a dependency: one fewer resolution per request
+    components = components_of(request)
     settings, service = components.settings, components.service
     if len(body.query) > settings.max_query_chars:
-        raise HTTPException(
+        raise ApiError(
             413,
-            detail=f"query is {len(body.query)} characters; the limit is "
+            "query_too_long",
+            f"query is {len(body.query)} characters; the limit is "
             f"MAX_QUERY_CHARS={settings.max_query_chars}",
         )
-    result = await service.infer(body.query, body.session_id, body.top_k)
+    answer = await service.infer(body.query, body.session_id, body.top_k)
     # A plain dict: FastAPI validates it against InferResponse once, on the way out.
     return {
-        "answer": result.answer,
-        "sources": [vars(source) for source in result.sources],
-        "tool_calls": result.tool_calls,
-        "provider": result.provider,
-        "model": result.model,
-        "cached": result.cached,
+        **answer.model_dump(),
         "latency_ms": round((time.perf_counter() - started) * 1000, 2),
         "request_id": request.state.request_id,
         "session_id": body.session_id,
-        "degraded": result.degraded,
     }

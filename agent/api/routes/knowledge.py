@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 
-from agent.api.deps import V1Guard, components_of
-from agent.api.schemas import ErrorBody, IngestedDocument, IngestRequest, IngestResponse
-from agent.service import DocumentIn
+from agent.api.deps import ApiError, V1Guard, components_of
+from agent.api.schemas import IngestedDocument, IngestRequest, IngestResponse, errors
 
 router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"], dependencies=V1Guard)
 
@@ -14,32 +13,37 @@ router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"], dependencies=V1Gu
 @router.post(
     "/documents",
     response_model=IngestResponse,
-    responses={401: {"model": ErrorBody}, 413: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    responses=errors(400, 401, 409, 413, 422, 429, 431, 500, 503),
 )
 async def ingest(body: IngestRequest, request: Request) -> IngestResponse:
     """Chunk, embed and store documents. Re-ingesting a document id replaces it."""
     c = components_of(request)
     s = c.settings
     if len(body.documents) > s.max_documents_per_request:
-        raise HTTPException(
+        raise ApiError(
             413,
-            detail=f"{len(body.documents)} documents in one request; the limit is "
+            "too_many_documents",
+            f"{len(body.documents)} documents in one request; the limit is "
             f"MAX_DOCUMENTS_PER_REQUEST={s.max_documents_per_request}",
         )
     for doc in body.documents:
         if len(doc.text) > s.max_document_chars:
-            raise HTTPException(
+            raise ApiError(
                 413,
-                detail=f"document {doc.title!r} is {len(doc.text)} characters; the limit is "
+                "document_too_long",
+                f"document {doc.title!r} is {len(doc.text)} characters; the limit is "
                 f"MAX_DOCUMENT_CHARS={s.max_document_chars}",
             )
-    documents = [
-        DocumentIn(title=d.title, text=d.text, id=d.id, source=d.source, metadata=d.metadata)
-        for d in body.documents
-    ]
+    documents = body.documents
     ids = [d.document_id for d in documents]
     if len(set(ids)) != len(ids):
-        raise HTTPException(422, detail="the same document id appears twice")
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        raise ApiError(
+            409,
+            "duplicate_document_ids",
+            f"document ids {duplicates} appear more than once (an id defaults to a slug of "
+            "`source`, else of `title`); send each document once",
+        )
     written = await c.service.ingest(documents)
     return IngestResponse(
         documents=[IngestedDocument(**w) for w in written],

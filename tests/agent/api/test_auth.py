@@ -97,3 +97,46 @@ def test_rate_limit_is_per_key(tmp_path) -> None:
         assert c.post("/v1/agent/infer", json={"query": "q"}, headers=first).status_code == 200
         assert c.post("/v1/agent/infer", json={"query": "q"}, headers=first).status_code == 429
         assert c.post("/v1/agent/infer", json={"query": "q"}, headers=second).status_code == 200
+
+
+def test_failed_authentication_is_throttled_per_client_with_retry_after(tmp_path) -> None:
+    """200 wrong keys from one client: after AUTH_FAILURES_PER_MINUTE failures, 429 with
+    Retry-After, before any key is checked (so a guesser learns nothing, even when right)."""
+    from fastapi.testclient import TestClient
+
+    settings = api_settings(tmp_path, agent_api_keys=KEYS, seed_on_startup=False)
+    assert settings.auth_failures_per_minute == 10
+    wrong = {"Authorization": "Bearer not-the-key"}
+    right = {"Authorization": "Bearer first-key-abcdef"}
+    with running_app(settings) as c:
+        statuses = [
+            c.post("/v1/agent/infer", json={"query": "q"}, headers=wrong).status_code
+            for _ in range(200)
+        ]
+        print(f"200 wrong keys: {statuses.count(401)} x 401, {statuses.count(429)} x 429")
+        assert statuses[:10] == [401] * 10 and set(statuses[10:]) == {429}
+        refused = c.post("/v1/agent/infer", json={"query": "q"}, headers=right)
+        assert refused.status_code == 429
+        assert refused.json()["error"] == "too_many_auth_failures"
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        # Another client is not affected.
+        other = TestClient(c.app, client=("198.51.100.7", 40000))
+        assert other.post("/v1/agent/infer", json={"query": "q"}, headers=right).status_code == 200
+
+
+def test_oversized_headers_are_refused_before_any_work(secured, monkeypatch) -> None:
+    """A 1 MB Authorization header: 431 before routing, so auth never compares it."""
+    import agent.api.deps
+
+    def compared(*args):
+        raise AssertionError("the oversized key was compared")
+
+    monkeypatch.setattr(agent.api.deps, "_matches_any", compared)
+    response = secured.post(
+        "/v1/agent/infer",
+        json={"query": "q"},
+        headers={"Authorization": "Bearer " + "k" * 1_000_000},
+    )
+    assert response.status_code == 431, response.text
+    assert response.json()["error"] == "headers_too_large"
+    assert "MAX_HEADER_BYTES" in response.json()["detail"]

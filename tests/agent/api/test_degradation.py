@@ -1,12 +1,18 @@
 """Dependencies going away mid-test: real redis-server, a real Chroma server, the Gemini stand-in."""
 
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
+from agent.app import create_app
 from agent.service import NO_KNOWLEDGE_NOTICE
 from tests.agent.api.conftest import api_settings
 from tests.conftest import running_app
+from tests.support.processes import wait_until
+from tests.support.server import serving_app
 
 pytestmark = pytest.mark.integration
 
@@ -115,8 +121,9 @@ def test_agent_starts_and_serves_while_chroma_is_down(tmp_path) -> None:
     with running_app(settings, wait_seed=False) as c:
         assert c.get("/health").status_code == 200
         body = c.post("/v1/agent/infer", json=ROLLBACK).json()
-        assert body["degraded"] == ["retrieval_unavailable"]
-        assert c.get("/ready").json()["checks"]["knowledge_seed"] == "running"  # still retrying
+        # The seed is still retrying, so the knowledge base is loading as well.
+        assert body["degraded"] == ["knowledge_base_loading", "retrieval_unavailable"]
+        assert c.get("/ready").json()["checks"]["knowledge_seed"] == "running"
 
 
 def gemini_settings(tmp_path, gemini, **overrides):
@@ -190,3 +197,110 @@ def test_injected_faults_are_test_only_settings(tmp_path) -> None:
     with running_app(api_settings(tmp_path, fault_error_rate=1.0, seed_on_startup=False)) as c:
         response = c.post("/v1/agent/infer", json=ROLLBACK)
         assert response.status_code == 500 and response.json()["error"] == "injected_fault"
+
+
+def _timed(call) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = call()
+    return time.perf_counter() - started, result
+
+
+def test_paused_chroma_never_freezes_health_and_infers_degrade_within_the_timeout(
+    chroma_server, tmp_path
+) -> None:
+    """SIGSTOP keeps Chroma's port open with nobody answering: calls and reconnects hang."""
+    settings = api_settings(
+        tmp_path,
+        chroma_host="127.0.0.1",
+        chroma_port=chroma_server.port,
+        chroma_timeout_seconds=1,
+        chroma_collection_prefix=f"t{uuid.uuid4().hex[:10]}",
+    )
+    with (
+        serving_app(create_app(settings)) as base,
+        httpx.Client(base_url=base, timeout=30) as http,
+    ):
+        wait_until(
+            lambda: http.get("/ready").json()["checks"]["knowledge_seed"] == "done", 60, "seed"
+        )
+        assert http.post("/v1/agent/infer", json=ROLLBACK).json()["degraded"] == []
+
+        def infers(worker: int) -> list[tuple[float, object]]:
+            # One after another: the first fails and drops the connection, the next ones
+            # reconnect to the paused server (the path that used to hold a lock for ever).
+            return [
+                _timed(
+                    lambda i=i: http.post(
+                        "/v1/agent/infer", json={"query": f"rollback {worker} {i}"}
+                    )
+                )
+                for i in range(3)
+            ]
+
+        health: list[float] = []
+        with chroma_server.paused(), ThreadPoolExecutor(4) as pool:
+            running = [pool.submit(infers, w) for w in range(4)]
+            while not all(f.done() for f in running) and len(health) < 60:
+                elapsed, response = _timed(lambda: http.get("/health"))
+                assert response.status_code == 200
+                health.append(elapsed)
+                time.sleep(0.1)
+            answered = [item for f in running for item in f.result()]
+
+        slowest = max(elapsed for elapsed, _ in answered)
+        print(f"Chroma paused: /health max {max(health):.3f} s, infer max {slowest:.2f} s")
+        # Generous bounds that separate "answers" from "hangs" (it used to take 20-36 s).
+        assert max(health) < 2, f"/health took {max(health):.2f} s while Chroma was paused"
+        for elapsed, response in answered:
+            assert response.status_code == 200, response.text
+            assert response.json()["degraded"] == ["retrieval_unavailable"]
+            assert elapsed < 8, f"an infer took {elapsed:.2f} s with CHROMA_TIMEOUT_SECONDS=1"
+
+        # Chroma resumed: the service recovers by itself, no restart.
+        wait_until(
+            lambda: (
+                http.post("/v1/agent/infer", json={"query": "roll back a deploy"}).json()[
+                    "degraded"
+                ]
+                == []
+            ),
+            20,
+            "recovery after SIGCONT",
+        )
+        assert http.get("/ready").json()["status"] == "ready"
+
+
+ZORBLAX_QUERY = {"query": "what is the zorblax failover procedure?"}
+ZORBLAX_DOC = {
+    "id": "zorblax",
+    "title": "Zorblax failover",
+    "text": "## Failover\n\nThe zorblax failover procedure is to run `zorblaxctl failover --region b`.",
+}
+
+
+def test_ingest_while_redis_hangs_leaves_no_stale_cached_answer(redis_server, tmp_path) -> None:
+    """Redis paused (SIGSTOP), so the cache generation cannot be bumped: the ingest is refused
+    with a retryable status and writes nothing; once Redis is back the retry succeeds and the
+    cached answer that predates it is never served again."""
+    settings = api_settings(
+        tmp_path, redis_url=redis_server.url, redis_timeout_seconds=0.3, redis_cooldown_seconds=0
+    )
+    with running_app(settings) as c:
+        store = c.app.state.components.store
+        before = c.post("/v1/agent/infer", json=ZORBLAX_QUERY).json()
+        assert "zorblaxctl" not in before["answer"]
+        assert c.post("/v1/agent/infer", json=ZORBLAX_QUERY).json()["cached"] is True
+
+        with redis_server.paused():
+            refused = c.post("/v1/knowledge/documents", json={"documents": [ZORBLAX_DOC]})
+        after = c.post("/v1/agent/infer", json=ZORBLAX_QUERY).json()
+        assert not (after["cached"] and "zorblaxctl" not in after["answer"] and refused.is_success)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"] == "cache_unavailable" and refused.json()["written"] == []
+        assert refused.headers["retry-after"]
+        assert c.portal.call(store.document_chunk_ids, "zorblax") == []  # nothing written
+
+        retried = c.post("/v1/knowledge/documents", json={"documents": [ZORBLAX_DOC]})
+        assert retried.status_code == 200
+        fresh = c.post("/v1/agent/infer", json=ZORBLAX_QUERY).json()
+        assert fresh["cached"] is False and "zorblaxctl failover" in fresh["answer"]

@@ -113,6 +113,12 @@ def test_injection_attempt_is_answered_as_data(client) -> None:
         ({}, 422),
         ({"query": ""}, 422),
         ({"query": "   \n\t "}, 422),
+        # Nothing visible is an empty query too (they all used to share one cache entry).
+        ({"query": "\x00"}, 422),
+        ({"query": "\x00\x01\x1f"}, 422),
+        ({"query": "\u200b\u200b"}, 422),
+        ({"query": "\ufeff \u2060\u202e\u202c"}, 422),
+        ({"query": "\u3000\u00a0\x7f"}, 422),
         ({"query": 42}, 422),
         ({"query": None}, 422),
         ({"query": ["a"]}, 422),

@@ -1,5 +1,10 @@
 """POST /v1/knowledge/documents."""
 
+import json
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from tests.agent.api.conftest import api_settings
@@ -50,7 +55,8 @@ def test_reingesting_replaces_the_document(client) -> None:
     ).json()
     assert second["documents"] == [{"id": "upgrades", "chunks": 1}]
     store = client.app.state.components.store
-    assert client.portal.call(store.document_chunk_ids, "upgrades") == ["upgrades::0000"]
+    [chunk] = client.portal.call(store.document_chunk_ids, "upgrades")
+    assert chunk.startswith("upgrades::") and chunk.endswith("::0000")  # <id>::<version>::<index>
 
 
 @pytest.mark.parametrize(
@@ -73,7 +79,7 @@ def test_reingesting_replaces_the_document(client) -> None:
                     {"title": "u", "text": "y", "id": "a"},
                 ]
             },
-            422,
+            409,
         ),
         ({"documents": [{"title": "t", "text": "x" * 200_001}]}, 413),
         ({"documents": [{"title": f"t{i}", "text": "x"} for i in range(51)]}, 413),
@@ -105,3 +111,180 @@ def test_store_down_fails_loudly_with_503(tmp_path) -> None:
         assert body["error"] == "store_unavailable" and body["written"] == []
         assert "ChromaDB at http://127.0.0.1:9" in body["detail"]
         assert response.headers["retry-after"] == "5"
+
+
+def _version_text(letter: str, paragraphs: int) -> str:
+    # Paragraphs of ~400 characters: the chunker packs two per 900-character chunk.
+    return "\n\n".join(
+        f"Version {letter} paragraph {i}: " + f"runbook step {letter}{i} drains pool {i}. " * 12
+        for i in range(paragraphs)
+    )
+
+
+def test_concurrent_reingests_on_two_replicas_leave_one_complete_version(
+    chroma_server, tmp_path
+) -> None:
+    """Five writers, spread over two app instances that share one Chroma server, re-ingest
+    one document id with different texts at the same moment, round after round."""
+    import chromadb
+
+    from agent.knowledge.chunking import chunk_document
+
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    settings = [
+        api_settings(
+            tmp_path / name,
+            chroma_host="127.0.0.1",
+            chroma_port=chroma_server.port,
+            chroma_collection_prefix=prefix,
+            chroma_timeout_seconds=30,
+            seed_on_startup=False,
+        )
+        for name in ("one", "two")
+    ]
+    versions = {letter: _version_text(letter, 4 + 3 * n) for n, letter in enumerate("ABCDE")}
+    expected = {
+        letter: sorted(c.text for c in chunk_document("shared", "Shared", text))
+        for letter, text in versions.items()
+    }
+    assert len({len(chunks) for chunks in expected.values()}) == 5  # every version differs
+    observer = chromadb.HttpClient(host="127.0.0.1", port=chroma_server.port)
+
+    with running_app(settings[0]) as one, running_app(settings[1]) as two:
+
+        def stored() -> list[str]:
+            return list(collection.get(where={"document_id": "shared"})["documents"])
+
+        def ingest(client, letter: str) -> int:
+            doc = {"id": "shared", "title": "Shared", "text": versions[letter]}
+            return client.post(URL, json={"documents": [doc]}).status_code
+
+        assert ingest(one, "A") == 200
+        collection = observer.get_collection(one.app.state.components.store.collection_name)
+        missing: list[int] = []
+        for round_ in range(4):
+            stop = threading.Event()
+
+            def read(stop: threading.Event = stop, round_: int = round_) -> None:
+                while not stop.is_set():
+                    if not stored():
+                        missing.append(round_)
+
+            reader = threading.Thread(target=read)
+            reader.start()
+            with ThreadPoolExecutor(5) as pool:
+                statuses = list(
+                    pool.map(
+                        lambda pair: ingest(pair[0], pair[1]),
+                        [((one, two)[n % 2], letter) for n, letter in enumerate("ABCDE")],
+                    )
+                )
+            stop.set()
+            reader.join()
+            assert set(statuses) <= {200, 409}, statuses
+            texts = sorted(stored())
+            matches = [letter for letter, chunks in expected.items() if chunks == texts]
+            assert matches, (
+                f"round {round_}: the store holds a mix of versions: {len(texts)} chunks"
+            )
+        assert not missing, f"readers saw the document missing in rounds {missing}"
+
+
+def test_reingesting_replaces_the_metadata_too(client) -> None:
+    import chromadb
+
+    c = client.app.state.components
+    first = {"id": "meta", "title": "Meta", "text": "Version one of the document."}
+    first["metadata"] = {"owner": "alice", "classification": "secret"}
+    assert client.post(URL, json={"documents": [first]}).status_code == 200
+    second = {"id": "meta", "title": "Meta", "text": "Version two of the document."}
+    assert client.post(URL, json={"documents": [second]}).status_code == 200
+
+    observer = chromadb.PersistentClient(
+        path=str(c.settings.chroma_path),
+        settings=chromadb.config.Settings(anonymized_telemetry=False),  # as the store's
+    )
+    stored = observer.get_collection(c.store.collection_name).get(
+        where={"document_id": "meta"}, include=["metadatas", "documents"]
+    )
+    assert stored["documents"] == ["Version two of the document."]
+    [metadata] = stored["metadatas"]
+    assert "owner" not in metadata and "classification" not in metadata
+
+
+@pytest.fixture(scope="module")
+def on_server(chroma_process, tmp_path_factory):
+    """An app on a real Chroma server (whose client refuses some input itself)."""
+    if not chroma_process.ready():
+        chroma_process.start(timeout=60)
+    settings = api_settings(
+        tmp_path_factory.mktemp("server"),
+        chroma_host="127.0.0.1",
+        chroma_port=chroma_process.port,
+        chroma_collection_prefix=f"t{uuid.uuid4().hex[:10]}",
+        seed_on_startup=False,
+    )
+    with running_app(settings) as c:
+        assert c.post(
+            URL, json={"documents": [{"id": "seed", "title": "t", "text": "x"}]}
+        ).is_success
+        yield c
+
+
+def _raw(document: dict) -> bytes:
+    # json.dumps escapes a lone surrogate as \ud800, as a client in any language can send it.
+    return json.dumps({"documents": [{"title": "t", "text": "some text", **document}]}).encode()
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"text": "\ud800"}, "text"),
+        ({"text": "ok \udfff ok"}, "text"),
+        ({"title": "a\ud800"}, "title"),
+        ({"source": "\ud800"}, "source"),
+        ({"metadata": {"#x": 1}}, "metadata"),
+        ({"metadata": {"$and": 1}}, "metadata"),
+        ({"metadata": {"chroma:document": "x"}}, "metadata"),
+        ({"metadata": {"k\ud800": "x"}}, "metadata"),
+        ({"metadata": {"k": "\ud800"}}, "metadata"),
+        ({"metadata": {"k": 2**63}}, "metadata"),
+        ({"metadata": {"k": 10**18 + 1}}, "metadata"),
+        ({"metadata": {"k": -(2**63) - 1}}, "metadata"),
+    ],
+)
+def test_input_chroma_cannot_store_is_a_422_naming_the_field(on_server, document, field) -> None:
+    c = on_server
+    store = c.app.state.components.store
+    before = c.portal.call(store.count)
+    response = c.post(URL, content=_raw(document), headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "invalid_request"
+    assert any(field in error["loc"] for error in body["errors"]), body["errors"]
+    # Client input says nothing about Chroma's health, and nothing was written.
+    ready = c.get("/ready").json()
+    assert ready["checks"]["chromadb"]["status"] == "up" and ready["down"] == []
+    assert 'vaia_dependency_up{dependency="chromadb"} 1.0' in c.get("/metrics").text
+    assert c.portal.call(store.count) == before
+
+
+def test_a_document_the_store_refuses_is_a_422_naming_it(client, monkeypatch) -> None:
+    from agent.store.vector import StoreRejectedError
+
+    store = client.app.state.components.store
+    real = store.upsert_document
+
+    async def refuse_second(document_id, chunks, metadata):
+        if document_id == "second":
+            raise StoreRejectedError("ChromaDB refused the input (upsert): invalid metadata")
+        return await real(document_id, chunks, metadata)
+
+    monkeypatch.setattr(store, "upsert_document", refuse_second)
+    docs = [{"id": i, "title": i, "text": f"The {i} document."} for i in ("first", "second")]
+    response = client.post(URL, json={"documents": docs})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["errors"][0]["loc"] == ["body", "documents", 1]
+    assert body["written"] == ["first"]
+    assert client.get("/ready").json()["down"] == []

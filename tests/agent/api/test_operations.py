@@ -1,10 +1,14 @@
 """/health, /ready, /metrics, /docs."""
 
+import threading
+
+import anyio
 import pytest
 
 from agent import __version__
 from tests.agent.api.conftest import api_settings
 from tests.conftest import running_app
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +101,64 @@ def test_request_id_is_returned_and_propagated(client) -> None:
     assert response.json()["request_id"] == "abc-123"
     made = client.get("/health", headers={"X-Request-ID": "bad id; with spaces"})
     assert len(made.headers["x-request-id"]) == 32
+
+
+def test_answers_while_the_knowledge_base_loads_are_flagged_and_never_cached(tmp_path) -> None:
+    """Asked right after /health answers, before the seed has written the runbooks."""
+    from fastapi.testclient import TestClient
+
+    from agent.app import create_app
+    from agent.wiring import build_components
+
+    components = build_components(api_settings(tmp_path))
+    seed_may_write = threading.Event()
+    real_ingest = components.service.ingest
+
+    async def held_ingest(*args, **kwargs):
+        await anyio.to_thread.run_sync(seed_may_write.wait)
+        return await real_ingest(*args, **kwargs)
+
+    components.service.ingest = held_ingest
+    query = {"query": "How do I roll back a Deployment?"}
+    with TestClient(create_app(components=components)) as c:
+        try:
+            assert c.get("/health").status_code == 200
+            first = c.post("/v1/agent/infer", json=query).json()
+            assert first["degraded"] == ["knowledge_base_loading"]
+            assert c.post("/v1/agent/infer", json=query).json()["cached"] is False
+            ready = c.get("/ready").json()
+            assert ready["status"] == "degraded" and ready["down"] == []
+            assert ready["degraded"] == ["knowledge_base_loading"]
+            assert ready["checks"]["knowledge_seed"] == "running"
+        finally:
+            seed_may_write.set()
+        wait_until(lambda: components.seeding == "done", 30, "the seed")
+        loaded = c.post("/v1/agent/infer", json=query).json()
+        assert loaded["degraded"] == [] and "kubectl rollout undo" in loaded["answer"]
+        assert c.post("/v1/agent/infer", json=query).json()["cached"] is True
+        assert c.get("/ready").json()["status"] == "ready"
+
+
+def test_a_thin_client_without_chroma_host_is_reported_at_once_not_retried(
+    tmp_path, monkeypatch
+) -> None:
+    """Retrying cannot fix a missing CHROMA_HOST in an image that has only chromadb-client."""
+    import chromadb
+
+    monkeypatch.setattr(chromadb, "is_client", True)
+    with running_app(api_settings(tmp_path), wait_seed=False) as c:
+        components = c.app.state.components
+        wait_until(lambda: components.seeding.startswith("failed"), 10, "the seed to give up")
+        ready = c.get("/ready").json()
+        assert ready["down"] == ["chromadb"]
+        assert "CHROMA_HOST" in ready["checks"]["chromadb"]["error"]
+        assert "CHROMA_HOST" in components.seeding
+
+
+def test_unknown_http_methods_share_one_metric_label(client) -> None:
+    for method in ("PROPFIND", "MKCOL", "LOCK", "X-CUSTOM-123"):
+        assert client.request(method, "/health").status_code == 405
+    text = client.get("/metrics").text
+    assert 'vaia_http_requests_total{method="other",route="/health",status="405"} 4.0' in text
+    for method in ("PROPFIND", "MKCOL", "LOCK", "X-CUSTOM-123"):
+        assert f'method="{method}"' not in text

@@ -1,3 +1,4 @@
+import asyncio
 import math
 import subprocess
 import sys
@@ -58,3 +59,31 @@ def test_tokenize_normalizes() -> None:
 
 def test_space_names_model_and_dimension() -> None:
     assert HashingEmbedder(512).space == "hash-v1-512"
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.anyio
+async def test_large_batches_are_embedded_off_the_event_loop(monkeypatch) -> None:
+    """Embedding a 199,000-character document takes ~0.1 s of CPU: on the loop, it would stall
+    every other request (/health included) for that long."""
+    where: list[bool] = []
+    real = HashingEmbedder.embed_one
+
+    def spy(self, text: str) -> list[float]:
+        where.append(_on_event_loop())
+        return real(self, text)
+
+    monkeypatch.setattr(HashingEmbedder, "embed_one", spy)
+    embedder = HashingEmbedder(256)
+    vectors = await embedder.embed(["drain the node pool before upgrades. " * 100] * 50, "document")
+    assert len(vectors) == 50 and where and not any(where)
+    where.clear()
+    await embedder.embed(["how do I roll back?"], "query")  # microseconds: not worth a thread hop
+    assert where == [True]

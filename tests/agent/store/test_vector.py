@@ -1,13 +1,21 @@
 """The knowledge store on the embedded Chroma and on a real `chroma run` server."""
 
+import re
+import time
 import uuid
 
+import anyio
 import pytest
 
 from agent.embeddings.hashing import HashingEmbedder
 from agent.knowledge.chunking import chunk_document
 from agent.metrics import Metrics
-from agent.store.vector import KnowledgeStore, StoreUnavailableError, collection_name
+from agent.store.vector import (
+    KnowledgeStore,
+    StoreRejectedError,
+    StoreUnavailableError,
+    collection_name,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -77,7 +85,8 @@ async def test_reingesting_replaces_instead_of_duplicating(store) -> None:
     assert await store.count() == len(long)
     short = chunk_document("doc", "T", "A much shorter second version of the document.")
     await store.upsert_document("doc", short, {})
-    assert await store.document_chunk_ids("doc") == ["doc::0000"]
+    [only] = await store.document_chunk_ids("doc")
+    assert re.fullmatch(r"doc::\d+::0000", only)  # <document id>::<write version>::<index>
     assert await store.count() == 1
     [passage] = await store.search("shorter second version", 5)
     assert "second version" in passage.text
@@ -87,7 +96,7 @@ async def test_other_documents_are_untouched_by_a_replace(store) -> None:
     await store.upsert_document("a", chunk_document("a", "A", "Alpha text about deploys."), {})
     await store.upsert_document("b", chunk_document("b", "B", "Beta text about rollbacks."), {})
     await store.upsert_document("a", chunk_document("a", "A", "Alpha v2."), {})
-    assert await store.document_chunk_ids("b") == ["b::0000"]
+    assert len(await store.document_chunk_ids("b")) == 1
 
 
 async def test_min_score_filters_and_stopwords_find_nothing(store) -> None:
@@ -149,3 +158,61 @@ async def test_embedded_store_persists_across_clients(make_settings) -> None:
     first.close()
     second = KnowledgeStore(settings, HashingEmbedder(256), Metrics())
     assert await second.count() == 1
+
+
+async def test_connecting_to_a_paused_server_gives_up_by_itself(
+    chroma_server, make_settings
+) -> None:
+    """The pool thread that connects is bounded too, not only the caller that waits for it:
+    otherwise threads stuck in chromadb's constructor pile up while Chroma hangs."""
+    settings = make_settings(
+        chroma_host="127.0.0.1",
+        chroma_port=chroma_server.port,
+        chroma_timeout_seconds=1,
+        chroma_collection_prefix=f"t{uuid.uuid4().hex[:10]}",
+    )
+    store = KnowledgeStore(settings, HashingEmbedder(256), Metrics())
+    try:
+        with chroma_server.paused():
+            started = time.perf_counter()
+            with anyio.fail_after(20), pytest.raises(Exception, match=r"(?i)timed out|connect"):
+                await anyio.to_thread.run_sync(store._connect, abandon_on_cancel=True)
+            elapsed = time.perf_counter() - started
+        assert elapsed < 10, f"connecting gave up after {elapsed:.1f} s with a 1 s timeout"
+        assert await store.count() == 0  # resumed: the same store connects
+    finally:
+        store.close()
+
+
+async def test_chunks_written_before_versions_existed_are_replaced(store) -> None:
+    legacy = chunk_document("doc", "T", "The old, unversioned text of the document.")
+
+    def write_legacy(connection) -> None:
+        [chunk] = legacy
+        connection.collection.upsert(
+            ids=[chunk.id],
+            embeddings=[[1.0] + [0.0] * 255],
+            documents=[chunk.text],
+            metadatas=[{"document_id": "doc", "chunk_index": 0, "title": "T", "section": ""}],
+        )
+
+    await store._run("upsert", write_legacy)
+    assert await store.document_chunk_ids("doc") == ["doc::0000"]
+    await store.upsert_document("doc", chunk_document("doc", "T", "The new text."), {})
+    [only] = await store.document_chunk_ids("doc")
+    assert only != "doc::0000" and await store.count() == 1
+
+
+@pytest.mark.parametrize(
+    "metadata", [{"#x": 1}, {"$and": 1}, {"k": "\ud800"}, {"chroma:document": "x"}]
+)
+async def test_input_chroma_refuses_is_a_rejection_not_an_outage(store, metadata) -> None:
+    """Behind the API's validation, a safety net: what Chroma refuses says nothing about its
+    health, so the dependency stays up and the connection is kept."""
+    await store.upsert_document("a", chunk_document("a", "A", "Alpha text."), {})
+    connection = store._connection
+    with pytest.raises(StoreRejectedError):
+        await store.upsert_document("b", chunk_document("b", "B", "Beta text."), metadata)
+    assert store._metrics.dependency_up.labels("chromadb")._value.get() == 1
+    assert store._connection is connection
+    assert await store.document_chunk_ids("b") == []

@@ -1,0 +1,78 @@
+"""AgentService on the embedded store: what the API tests cannot see from outside."""
+
+import asyncio
+
+import anyio
+import pytest
+
+import agent.service
+from agent.domain import DocumentIn
+from agent.wiring import build_components
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def test_chunking_a_large_document_runs_off_the_event_loop(
+    monkeypatch, make_settings
+) -> None:
+    where: list[bool] = []
+    real = agent.service.chunk_document
+
+    def spy(*args, **kwargs):
+        where.append(_on_event_loop())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(agent.service, "chunk_document", spy)
+    components = build_components(make_settings(seed_on_startup=False))
+    try:
+        text = ("Drain the node pool before upgrades, then cordon it. " * 4000)[:199_000]
+        [written] = await components.service.ingest([DocumentIn(title="Upgrades", text=text)])
+        assert written["chunks"] > 100
+        assert where == [False]
+    finally:
+        await components.aclose()
+
+
+async def test_an_answer_computed_across_an_ingest_is_not_cached_as_current(
+    make_settings,
+) -> None:
+    """A question retrieved before an ingest and cached after it must not be served as fresh:
+    the cache entry carries the generation the answer was computed under."""
+    components = build_components(make_settings(seed_on_startup=False))
+    service, store = components.service, components.store
+    query = "what is the zorblax failover procedure?"
+    real_search = store.search
+    searched, release = anyio.Event(), anyio.Event()
+
+    async def slow_search(*args, **kwargs):
+        found = await real_search(*args, **kwargs)
+        searched.set()
+        await release.wait()
+        return found
+
+    store.search = slow_search
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(service.infer, query, None, None)
+            await searched.wait()  # retrieved: the zorblax runbook is not there yet
+            doc = DocumentIn(
+                id="zorblax",
+                title="Zorblax failover",
+                text="The zorblax failover procedure is to run `zorblaxctl failover --region b`.",
+            )
+            await service.ingest([doc])
+            release.set()
+        store.search = real_search
+        again = await service.infer(query, None, None)
+        assert not again.cached, "an answer computed before the ingest was served from cache"
+        assert "zorblaxctl" in again.answer
+    finally:
+        await components.aclose()
