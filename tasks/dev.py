@@ -50,6 +50,8 @@ def dev(c: Context, host: str = "127.0.0.1", port: int = 8080, reload: bool = Tr
     if not 1 <= port <= 65535:
         raise UsageError(f"--port {port} is not a TCP port (1 to 65535)")
     env = {"HOST": host, "PORT": str(port)}
+    # On a laptop every caller is 127.0.0.1, one client to the limiter: off, unless you set it.
+    env.setdefault("RATE_LIMIT_PER_MINUTE", os.environ.get("RATE_LIMIT_PER_MINUTE", "0"))
     provider = "gemini" if os.environ.get("GEMINI_API_KEY") else "offline"
     store = os.environ.get("CHROMA_HOST") or os.environ.get("CHROMA_PATH", ".vaia/chroma")
     console.print(

@@ -1,6 +1,8 @@
 """Short headless locust runs (bounded to 8 s each) against a real agent on 127.0.0.1, and the
 verdict computed from their real statistics: a passing run and two failing ones."""
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -8,6 +10,7 @@ import httpx
 import pytest
 
 from devstack.perf.loadtest import Objectives, overall, run
+from tests.conftest import ROOT
 from tests.support.processes import agent_environment, free_port, wait_until
 
 pytestmark = pytest.mark.load
@@ -105,3 +108,50 @@ def test_latency_over_the_objective_fails_the_verdict(agent, tmp_path) -> None:
     latency = next(c for c in criteria if c.name == "p95 latency")
     assert latency.status == "FAIL" and int(latency.measured.split()[0]) >= 250
     assert overall(criteria) == "FAIL"
+
+
+@pytest.mark.parametrize("agent", [{"RATE_LIMIT_PER_MINUTE": "30"}], indirect=True)
+def test_a_limiter_that_answers_instead_of_the_service_is_its_own_failure(agent, tmp_path) -> None:
+    criteria = short_run(agent, tmp_path, users=6, p95_ms=1000)
+    by_name = {c.name: c for c in criteria}
+    assert by_name["error rate"].status == "PASS"  # a 429 is not the service failing
+    assert by_name["rate limited (429)"].status == "FAIL"
+    assert overall(criteria) == "FAIL"
+
+
+def test_the_readmes_pair_passes_with_its_defaults(tmp_path) -> None:
+    """`invoke dev`, then `invoke loadtest --host ... --no-hpa`, as the docs write them (only the
+    duration and the users are shorter)."""
+    port = free_port()
+    env = agent_environment(CHROMA_PATH=str(tmp_path / "chroma"), COLUMNS="200")
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "dev", "--port", str(port), "--no-reload"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(base + "/ready").json()["checks"]["knowledge_seed"] == "done",
+            60,
+            "invoke dev",
+        )
+        report = str(tmp_path / "report")
+        loadtest = ["loadtest", "--host", base, "--no-hpa", "--duration", "8s", "--users", "20"]
+        done = subprocess.run(
+            [sys.executable, "-m", "invoke", *loadtest, "--report-dir", report],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.killpg(dev.pid, signal.SIGINT)
+        dev.wait(20)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "verdict: PASS" in done.stdout
+    assert "rate limited (429)" in done.stdout

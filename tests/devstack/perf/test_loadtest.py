@@ -17,6 +17,7 @@ from devstack.perf.loadtest import (
     Sample,
     autoscaling_api,
     overall,
+    parse_stats,
     verdict,
     write_report,
 )
@@ -37,7 +38,7 @@ def samples(*desired: int) -> list[HpaSample]:
 @pytest.mark.unit
 def test_all_criteria_pass() -> None:
     criteria = verdict(STATS, Objectives(), samples(1, 1, 3, 4))
-    assert [c.status for c in criteria] == ["PASS", "PASS", "PASS"]
+    assert [c.status for c in criteria] == ["PASS", "PASS", "PASS", "PASS"]
     assert criteria[0].measured == "desired 1 -> 3 at 20 s (peak 4)"
 
 
@@ -64,8 +65,30 @@ def test_skipped_is_never_passed() -> None:
 def test_error_rate_and_latency_thresholds() -> None:
     bad = LoadStats(requests=100, failures=2, p95_ms=700, rps=10)
     criteria = verdict(bad, Objectives(max_error_rate=0.01, p95_ms=500), None)
-    assert [c.status for c in criteria[1:]] == ["FAIL", "FAIL"]
+    assert [c.status for c in criteria[1:3]] == ["FAIL", "FAIL"]
     assert verdict(LoadStats(0, 0, 0, 0), Objectives(), None)[1].status == "FAIL"  # nothing ran
+
+
+@pytest.mark.unit
+def test_429s_are_reported_apart_from_the_services_errors(tmp_path) -> None:
+    prefix = tmp_path / "locust"
+    (tmp_path / "locust_stats.csv").write_text(
+        "Type,Name,Request Count,Failure Count,95%,Requests/s\n"
+        "POST,infer,100,12,40,10.0\n,Aggregated,100,12,40,10.0\n"
+    )
+    (tmp_path / "locust_failures.csv").write_text(
+        "Method,Name,Error,Occurrences\n"
+        "POST,infer,\"CatchResponseError('status 429')\",10\n"
+        "POST,infer,\"CatchResponseError('status 500')\",2\n"
+    )
+    stats = parse_stats(prefix)
+    assert (stats.failures, stats.rate_limited) == (12, 10)
+    by_name = {c.name: c for c in verdict(stats, Objectives(max_error_rate=0.05), None)}
+    assert by_name["error rate"].status == "PASS" and by_name["error rate"].measured.startswith(
+        "2.00%"
+    )
+    assert by_name["rate limited (429)"].status == "FAIL"
+    assert "RATE_LIMIT_PER_MINUTE" in by_name["rate limited (429)"].objective
 
 
 @pytest.mark.unit
