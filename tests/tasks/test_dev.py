@@ -32,7 +32,7 @@ def test_dev_runs_the_service_with_reload_on_loopback(c) -> None:
     tasks.dev(c)
     [(command, kwargs)] = recorded(c)
     assert command.endswith("-m agent serve --reload")
-    assert kwargs["env"] == {"HOST": "127.0.0.1", "PORT": "8080"}
+    assert kwargs["env"] == {"HOST": "127.0.0.1", "PORT": "8080", "RATE_LIMIT_PER_MINUTE": "0"}
 
 
 @pytest.mark.unit
@@ -40,7 +40,15 @@ def test_dev_flags(c) -> None:
     tasks.dev(c, host="0.0.0.0", port=9000, reload=False)
     [(command, kwargs)] = recorded(c)
     assert command.endswith("-m agent serve")
-    assert kwargs["env"] == {"HOST": "0.0.0.0", "PORT": "9000"}
+    assert kwargs["env"] == {"HOST": "0.0.0.0", "PORT": "9000", "RATE_LIMIT_PER_MINUTE": "0"}
+
+
+@pytest.mark.unit
+def test_dev_keeps_a_rate_limit_the_user_set(c, monkeypatch) -> None:
+    monkeypatch.setenv("RATE_LIMIT_PER_MINUTE", "60")
+    tasks.dev(c)
+    [(_, kwargs)] = recorded(c)
+    assert kwargs["env"]["RATE_LIMIT_PER_MINUTE"] == "60"
 
 
 @pytest.mark.unit
