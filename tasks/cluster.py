@@ -6,7 +6,7 @@ from __future__ import annotations
 from invoke import Context
 
 from devstack.cluster.kind import CLUSTER_TOOLS, ClusterCli, cluster_down, cluster_up
-from devstack.cluster.tilt import tilt_down, tilt_up
+from devstack.cluster.tilt import tilt_ci, tilt_down, tilt_up
 from devstack.core.console import console
 from devstack.core.names import CONTEXT, REGISTRY_HOST
 from devstack.core.tools import inspect
@@ -26,13 +26,19 @@ def delete(c: Context) -> None:
     cluster_down(ClusterCli(runner()), console.print)
 
 
-@task(name="up")
-def inner_loop_up(c: Context) -> None:
+@task(
+    name="up",
+    help={"ci": "run `tilt ci` instead: exit once every resource is ready, fail if one is not"},
+)
+def inner_loop_up(c: Context, ci: bool = False) -> None:
     """cluster.up, then `tilt up` (the Tilt UI on http://localhost:10350)."""
     cli = ClusterCli(runner())
     cli.runner.preflight(*CLUSTER_TOOLS, "tilt")
     cluster_up(cli, ROOT, console.print)
-    tilt_up(cli.runner, ROOT)
+    if ci:
+        tilt_ci(cli.runner, ROOT)
+    else:
+        tilt_up(cli.runner, ROOT)
 
 
 @task(name="down")

@@ -34,14 +34,15 @@ SCAN_HELP = {
 }
 
 
-def image_ref(client: Docker, image: str) -> str:
-    """The image to act on: the given one, or this commit's `vaia-agent:sha-...` tag."""
+def commit_tags(client: Docker, image: str) -> list[str]:
+    """The image to act on: the given one, or this commit's tags (`vaia-agent:sha-...`, and
+    `<semver>` on a release), the sha tag first."""
     if image:
-        return image
-    tag = image_tags(git_state(ROOT, client.runner))[0]
-    if not client.image_exists(tag):
-        raise DevstackError(f"{tag} does not exist: run `invoke build` first (or pass --image)")
-    return tag
+        return [image]
+    tags = image_tags(git_state(ROOT, client.runner))
+    if not client.image_exists(tags[0]):
+        raise DevstackError(f"{tags[0]} does not exist: run `invoke build` first (or pass --image)")
+    return tags
 
 
 def registry_or_default(registry: str) -> str:
@@ -65,19 +66,20 @@ def scan(
         cache_dir=Path(cache_dir) if cache_dir else None,
         skip_db_update=skip_db_update,
     )
-    scan_image(client, ROOT, image_ref(client, image), options, log=console.print)
+    scan_image(client, ROOT, commit_tags(client, image)[0], options, log=console.print)
 
 
 @task(
     help={
-        "image": "image to push (default: this commit's sha tag)",
+        "image": "image to push (default: every tag of this commit: sha-..., and the version "
+        "on a release tag)",
         "registry": "default $REGISTRY, else localhost:5001",
     }
 )
 def push(c: Context, image: str = "", registry: str = "") -> None:
     """Push a scanned image (refused without a passed scan); prints the reference by digest."""
     client = docker()
-    ref = push_image(client, ROOT, image_ref(client, image), registry_or_default(registry))
+    ref = push_image(client, ROOT, commit_tags(client, image), registry_or_default(registry))
     console.print(f"pushed: {ref}", soft_wrap=True)  # one line: the CD workflow reads it
 
 
@@ -94,6 +96,9 @@ def cluster_cli(context: str, overlay: str | None = None) -> ClusterCli:
         "context": "kube context (default: the one the overlay is meant for)",
         "force": "deploy even to a context the overlay is not meant for",
         "timeout": "rollout timeout (default 180s)",
+        "allow_offline": "deploy prod without $GEMINI_API_KEY (it then answers offline)",
+        "pull_secret": "add an image pull Secret from $REGISTRY_USERNAME and $REGISTRY_PASSWORD "
+        "(a private registry)",
     }
 )
 def deploy(
@@ -103,11 +108,23 @@ def deploy(
     context: str = "",
     force: bool = False,
     timeout: str = "180s",
+    allow_offline: bool = False,
+    pull_secret: bool = False,
 ) -> None:
     """Apply an overlay with the image pinned; wait for the rollout; undo it when it fails."""
     cli = cluster_cli(context, overlay)
     cli.runner.preflight("kubectl")
-    deploy_overlay(cli, ROOT, overlay, image, force=force, timeout=timeout, log=console.print)
+    deploy_overlay(
+        cli,
+        ROOT,
+        overlay,
+        image,
+        force=force,
+        timeout=timeout,
+        allow_offline=allow_offline,
+        pull_secret=pull_secret,
+        log=console.print,
+    )
 
 
 @task(

@@ -1,4 +1,4 @@
-"""`tilt up` and `tilt down` on the local cluster, with the kube context named."""
+"""`tilt up`, `tilt ci` and `tilt down` on the local cluster, with the kube context named."""
 
 from __future__ import annotations
 
@@ -13,6 +13,15 @@ def tilt_up(runner: Runner, root: Path) -> None:
     runner.run(
         "tilt", "up", "--file", str(root / "Tiltfile"), "--context", CONTEXT,
         capture=False, timeout=None,
+    )  # fmt: skip
+
+
+def tilt_ci(runner: Runner, root: Path, timeout: str = "20m") -> None:
+    """`tilt ci`: every auto-started resource up and ready, then exit (0), or fail (non-zero)
+    when one does not come up in time. Tilt's recommended way to run a Tiltfile in CI."""
+    runner.run(
+        "tilt", "ci", "--file", str(root / "Tiltfile"), "--context", CONTEXT,
+        "--timeout", timeout, capture=False, timeout=None,
     )  # fmt: skip
 
 

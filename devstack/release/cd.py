@@ -46,14 +46,15 @@ def cd_stages(
 
     def build(_: Mapping[str, str]) -> Produced:
         result = build_image(docker(), plan.root, offline=plan.offline, log=log)
-        return Produced(f"{result.tags[0]}, {result.size_bytes / 1e6:.1f} MB", result.tags[0])
+        detail = f"{', '.join(result.tags)}, {result.size_bytes / 1e6:.1f} MB"
+        return Produced(detail, " ".join(result.tags))
 
     def scan(outputs: Mapping[str, str]) -> Produced:
-        scan_image(docker(), plan.root, outputs["build"], plan.scan, log=log)
+        scan_image(docker(), plan.root, outputs["build"].split()[0], plan.scan, log=log)
         return Produced("no blocking finding")
 
     def push_stage(outputs: Mapping[str, str]) -> Produced:
-        ref = push(docker(), plan.root, outputs["build"], plan.registry)
+        ref = push(docker(), plan.root, outputs["build"].split(), plan.registry)
         return Produced(ref, ref)
 
     def deploy_stage(outputs: Mapping[str, str]) -> Produced:

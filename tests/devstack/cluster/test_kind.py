@@ -189,3 +189,23 @@ def test_tasks_turn_a_missing_tool_into_a_clear_exit(monkeypatch) -> None:
         cluster.create(MockContext())
     assert info.value.code == 127
     assert "not found:" in str(info.value.message)
+
+
+def test_invoke_up_runs_cluster_up_then_tilt_and_tilt_ci_with_ci(monkeypatch) -> None:
+    from invoke import MockContext
+
+    from tasks import cluster
+
+    for ci, command in ((False, "up"), (True, "ci")):
+        world = World()
+        world.tilt = lambda args, stdin: Result(0)  # type: ignore[attr-defined]
+        runner = Runner(resolve=lambda name: [f"/fake/{name}"], execute=world)
+        monkeypatch.setattr(cluster, "runner", lambda runner=runner: runner)
+        cluster.inner_loop_up(MockContext(), ci=ci)
+        tilt = [c for c in world.calls if c[0] == "tilt"]
+        tiltfile = str(ROOT / "Tiltfile")
+        expected = ["tilt", command, "--file", tiltfile, "--context", "kind-vaia"]
+        assert tilt == [expected + (["--timeout", "20m"] if ci else [])]
+        assert world.calls.index(tilt[0]) > max(
+            i for i, c in enumerate(world.calls) if c[0] == "kubectl"
+        ), "tilt starts after cluster.up finished"

@@ -183,3 +183,31 @@ def test_invoke_scan_and_push_tasks_end_to_end(offline_image, registry) -> None:
     assert pushed.returncode == 0, pushed.stderr
     [line] = [line for line in pushed.stdout.splitlines() if line.startswith("pushed: ")]
     assert line.startswith(f"pushed: {registry}/vaia-agent@sha256:")
+
+
+def manifest_digest(registry: str, tag: str) -> str:
+    accept = (
+        "application/vnd.oci.image.manifest.v1+json,"
+        "application/vnd.docker.distribution.manifest.v2+json"
+    )
+    response = httpx.head(
+        f"http://{registry}/v2/vaia-agent/manifests/{tag}", headers={"Accept": accept}
+    )
+    assert response.status_code == 200, (tag, response.status_code)
+    return response.headers["Docker-Content-Digest"]
+
+
+def test_a_release_pushes_its_version_and_its_sha_tag_as_one_digest(
+    docker, offline_image, registry, tmp_path
+) -> None:
+    version = f"vaia-agent:9.{os.getpid() % 1000}.0"
+    docker.run(["tag", offline_image, version])
+    try:
+        gate(offline_image, docker.inspect(offline_image)["Id"], tmp_path)
+        ref = push(docker, ROOT, [offline_image, version], registry)
+        sha_tag, semver = offline_image.split(":")[1], version.split(":")[1]
+        assert {sha_tag, semver} <= set(tags_in(registry))
+        digest = ref.split("@")[1]
+        assert manifest_digest(registry, sha_tag) == manifest_digest(registry, semver) == digest
+    finally:
+        docker.run(["rmi", version], check=False)
