@@ -1,23 +1,14 @@
 """AgentService on the embedded store: what the API tests cannot see from outside."""
 
-import asyncio
-
 import anyio
 import pytest
 
 import agent.service
 from agent.domain import DocumentIn
 from agent.wiring import build_components
+from tests.support.loops import on_event_loop
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-
-def _on_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 async def test_chunking_a_large_document_runs_off_the_event_loop(
@@ -27,7 +18,7 @@ async def test_chunking_a_large_document_runs_off_the_event_loop(
     real = agent.service.chunk_document
 
     def spy(*args, **kwargs):
-        where.append(_on_event_loop())
+        where.append(on_event_loop())
         return real(*args, **kwargs)
 
     monkeypatch.setattr(agent.service, "chunk_document", spy)

@@ -1,8 +1,6 @@
 """Short headless locust runs (bounded to 8 s each) against a real agent on 127.0.0.1, and the
 verdict computed from their real statistics: a passing run and two failing ones."""
 
-import os
-import signal
 import subprocess
 import sys
 
@@ -11,7 +9,7 @@ import pytest
 
 from devstack.perf.loadtest import Objectives, overall, run
 from tests.conftest import ROOT
-from tests.support.processes import agent_environment, free_port, wait_until
+from tests.support.processes import agent_environment, free_port, invoke_dev, wait_until
 
 pytestmark = pytest.mark.load
 
@@ -122,23 +120,8 @@ def test_a_limiter_that_answers_instead_of_the_service_is_its_own_failure(agent,
 def test_the_readmes_pair_passes_with_its_defaults(tmp_path) -> None:
     """`invoke dev`, then `invoke loadtest --host ... --no-hpa`, as the docs write them (only the
     duration and the users are shorter)."""
-    port = free_port()
     env = agent_environment(CHROMA_PATH=str(tmp_path / "chroma"), COLUMNS="200")
-    dev = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "dev", "--port", str(port), "--no-reload"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: httpx.get(base + "/ready").json()["checks"]["knowledge_seed"] == "done",
-            60,
-            "invoke dev",
-        )
+    with invoke_dev(ROOT, env, "--no-reload") as (base, _):
         report = str(tmp_path / "report")
         loadtest = ["loadtest", "--host", base, "--no-hpa", "--duration", "8s", "--users", "20"]
         done = subprocess.run(
@@ -149,9 +132,6 @@ def test_the_readmes_pair_passes_with_its_defaults(tmp_path) -> None:
             text=True,
             timeout=120,
         )
-    finally:
-        os.killpg(dev.pid, signal.SIGINT)
-        dev.wait(20)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "verdict: PASS" in done.stdout
     assert "rate limited (429)" in done.stdout

@@ -23,6 +23,7 @@ __all__ = [
     "RedisProcess",
     "agent_environment",
     "free_port",
+    "invoke_dev",
     "wait_until",
 ]
 
@@ -151,3 +152,33 @@ class ChromaProcess(ManagedProcess):
         except httpx.HTTPError:
             return False
         return response.status_code == 200
+
+
+@contextmanager
+def invoke_dev(cwd: Path, env: dict[str, str], *flags: str) -> Iterator[tuple[str, float]]:
+    """`invoke dev` run for real in `cwd`, until the shipped runbooks are seeded: yields its URL
+    and the seconds it took; stopped with Ctrl-C (SIGINT to its process group) as a user would."""
+    port = free_port()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "dev", "--port", str(port), *flags],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(base + "/ready").json()["checks"]["knowledge_seed"] == "done",
+            60,
+            "invoke dev",
+        )
+        yield base, time.monotonic() - started
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -1,12 +1,9 @@
 """tasks/dev.py: commands recorded with invoke's MockContext, and `invoke dev` run for real."""
 
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -15,7 +12,7 @@ from invoke import Exit, MockContext, Result
 from devstack.core import tools as devtools
 from tasks import dev as tasks
 from tests.conftest import ROOT
-from tests.support.processes import agent_environment, free_port, wait_until
+from tests.support.processes import agent_environment, invoke_dev, wait_until
 
 
 def recorded(c: MockContext) -> list[tuple[str, dict]]:
@@ -109,25 +106,8 @@ def test_invoke_dev_serves_seeds_and_reloads_on_code_changes(tmp_path) -> None:
         else:
             project.mkdir(exist_ok=True)
             shutil.copy(source, project / item)
-    port = free_port()
     env = agent_environment(PYTHONPATH=str(project))
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "dev", "--port", str(port)],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: httpx.get(base + "/ready").json()["checks"]["knowledge_seed"] == "done",
-            60,
-            "invoke dev",
-        )
-        ready_after = time.monotonic() - started
+    with invoke_dev(project, env) as (base, ready_after):
         answer = httpx.post(
             base + "/v1/agent/infer", json={"query": "How do I roll back a Deployment?"}
         ).json()
@@ -153,9 +133,3 @@ def test_invoke_dev_serves_seeds_and_reloads_on_code_changes(tmp_path) -> None:
             lambda: httpx.get(base + "/health").json()["version"] == "9.9.9-reloaded", 30, "reload"
         )
         print(f"invoke dev: ready with the knowledge base seeded after {ready_after:.2f}s")
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)

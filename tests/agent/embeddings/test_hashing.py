@@ -1,4 +1,3 @@
-import asyncio
 import math
 import subprocess
 import sys
@@ -6,6 +5,7 @@ import sys
 import pytest
 
 from agent.embeddings.hashing import HashingEmbedder, tokenize
+from tests.support.loops import on_event_loop
 
 pytestmark = pytest.mark.unit
 
@@ -61,14 +61,6 @@ def test_space_names_model_and_dimension() -> None:
     assert HashingEmbedder(512).space == "hash-v1-512"
 
 
-def _on_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 @pytest.mark.anyio
 async def test_large_batches_are_embedded_off_the_event_loop(monkeypatch) -> None:
     """Embedding a 199,000-character document takes ~0.1 s of CPU: on the loop, it would stall
@@ -77,7 +69,7 @@ async def test_large_batches_are_embedded_off_the_event_loop(monkeypatch) -> Non
     real = HashingEmbedder.embed_one
 
     def spy(self, text: str) -> list[float]:
-        where.append(_on_event_loop())
+        where.append(on_event_loop())
         return real(self, text)
 
     monkeypatch.setattr(HashingEmbedder, "embed_one", spy)
