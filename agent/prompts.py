@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from agent.domain import Passage, Turn
 
@@ -47,6 +48,12 @@ def fence_safe(text: str) -> str:
     return clean(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+# Retrieved passages come from the knowledge base, so the same ones are fenced again and again;
+# cleaning is a loop over every character (a third of a millisecond for four passages).
+_fenced_passage = lru_cache(maxsize=4096)(fence_safe)
+
+
+@lru_cache(maxsize=4096)
 def _attribute(text: str) -> str:
     return fence_safe(text).replace('"', "&quot;")
 
@@ -62,7 +69,7 @@ class Prompt:
         if not self.passages:
             return "<context>\n(no passages were found)\n</context>"
         parts = [
-            f'<source n="{n}" title="{_attribute(p.title)}">\n{fence_safe(p.text)}\n</source>'
+            f'<source n="{n}" title="{_attribute(p.title)}">\n{_fenced_passage(p.text)}\n</source>'
             for n, p in enumerate(self.passages, start=1)
         ]
         return "<context>\n" + "\n".join(parts) + "\n</context>"
