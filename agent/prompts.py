@@ -35,6 +35,14 @@ _NEWLINE_RUNS = re.compile(r"\n{3,}")
 def clean(text: str) -> str:
     """Normalize untrusted text: NFKC, drop control and invisible format characters (zero-width,
     bidi overrides), collapse whitespace runs."""
+    if text.isascii() and text.isprintable():
+        # Nothing for NFKC to change and no control character (tab and newline are not
+        # printable, so they take the long way): only the runs of spaces are left to collapse.
+        return _NEWLINE_RUNS.sub("\n\n", _SPACE_RUNS.sub("  ", text)).strip()
+    return _clean_unicode(text)
+
+
+def _clean_unicode(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     # Category C covers control characters and the invisible format ones (zero-width, bidi).
