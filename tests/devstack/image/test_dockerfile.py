@@ -36,6 +36,7 @@ RUNTIME_MODULES = [
     "numpy",
     "grpc",
     "opentelemetry.sdk",
+    "httptools",
     "agent.app",
     "agent.llm.gemini",
     "agent.embeddings.gemini",
@@ -193,6 +194,13 @@ def test_runs_read_only_as_non_root_and_serves_health(docker, offline_image) -> 
             ]
         )
         assert uid.stdout.split() == ["65532", "65532"]
+        # Swagger UI's assets are stored compressed in the image, served either way.
+        for encoding in ("gzip", "identity"):
+            asset = httpx.get(
+                f"http://127.0.0.1:{port}/docs/assets/swagger-ui-bundle.js",
+                headers={"accept-encoding": encoding},
+            )
+            assert asset.status_code == 200 and b"SwaggerUIBundle" in asset.content
         ready = httpx.get(f"http://127.0.0.1:{port}/ready").json()
         # Without CHROMA_HOST the thin client cannot embed a store, and says so.
         assert "CHROMA_HOST" in ready["checks"]["chromadb"]["error"]
