@@ -17,6 +17,7 @@ from devstack.image.build import build_image
 from devstack.image.docker import Docker
 from devstack.perf import gemini as network
 from devstack.perf import loadtest as load
+from devstack.perf.breakdown import venv_breakdown
 from devstack.perf.image import image_bench
 from devstack.perf.live_update import LiveUpdateEmulator, dependency_change
 from devstack.perf.service import machine, service_bench, write_benchmarks_md, write_block
@@ -129,6 +130,12 @@ def bench_image(client: Docker, offline: bool) -> None:
     console.print(table(f"image benchmark: {result.tag}", ("measure", "value"), rows, ("value",)))
     layers = [(f"{s / 1e6:.1f} MB", by[:90] or "(base image)") for s, by in result.layers]
     console.print(table("layers", ("size", "created by"), layers, right=("size",)))
+    venv = venv_breakdown(client, result.tag)
+    kinds = [(kind, f"{size / 1e6:.1f} MB") for kind, size in venv.kinds.items()]
+    kinds.append(("all of /opt/venv", f"{venv.total / 1e6:.1f} MB"))
+    console.print(table("/opt/venv by kind of file", ("files", "size"), kinds, right=("size",)))
+    largest = [(name, f"{size / 1e6:.1f} MB") for size, name in venv.packages[:15]]
+    console.print(table("/opt/venv: the 15 largest", ("package", "size"), largest, ("size",)))
 
 
 def bench_live_update(client: Docker, offline: bool, edits: int = 5) -> None:

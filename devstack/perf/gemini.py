@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -148,14 +147,16 @@ def redis_server(workdir: Path) -> Iterator[Server]:
         yield running
 
 
+# The `chroma` command of the chromadb package (the full one, which the dev extra installs).
+CHROMA = "import sys; from chromadb.cli.cli import app; sys.argv[0] = 'chroma'; sys.exit(app())"
+
+
 @contextlib.contextmanager
 def chroma_server(workdir: Path) -> Iterator[Server]:
-    chroma = str(Path(sys.executable).with_name("chroma"))
-    if not Path(chroma).exists():
-        raise DevstackError(f"no chroma server next to {sys.executable}: pip install chromadb")
-    argv = ["run", "--path", str(workdir / "chroma"), "--host", "127.0.0.1", "--port", "{port}"]
-    with server(argv, "/api/v2/heartbeat", {"ANONYMIZED_TELEMETRY": "False"}, tool=chroma) as s:
-        yield s
+    argv = ["-c", CHROMA, "run", "--path", str(workdir / "chroma"), "--host", "127.0.0.1"]
+    argv += ["--port", "{port}"]
+    with server(argv, "/api/v2/heartbeat", {"ANONYMIZED_TELEMETRY": "False"}) as running:
+        yield running
 
 
 @contextlib.contextmanager

@@ -80,12 +80,11 @@ def start_server(
     ready_path: str,
     env: dict[str, str],
     timeout: float = 60,
-    tool: str = "python",
 ) -> tuple[subprocess.Popen[bytes], float]:
-    """Start a server (`argv` after the interpreter, or after `tool`) on 127.0.0.1; returns it
-    and the seconds until `ready_path` said yes (for the agent's /ready: seeded)."""
+    """Start a Python server (`argv` after the interpreter) on 127.0.0.1; returns it and the
+    seconds until `ready_path` said yes (for the agent's /ready: seeded)."""
     started = time.perf_counter()
-    process = Runner().start(tool, *argv, env={**os.environ, **env})
+    process = Runner().start("python", *argv, env={**os.environ, **env})
     while time.perf_counter() - started < timeout:
         try:
             response = httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1)
@@ -120,15 +119,11 @@ class Server:
 
 
 @contextmanager
-def server(
-    argv: list[str], ready_path: str, env: dict[str, str], tool: str = "python"
-) -> Iterator[Server]:
-    """A server on a free loopback port (passed as $PORT and `{port}` in argv) for the block."""
+def server(argv: list[str], ready_path: str, env: dict[str, str]) -> Iterator[Server]:
+    """A Python server on a free loopback port (passed as $PORT and `{port}` in argv)."""
     port = free_port()
     argv = [arg.replace("{port}", str(port)) for arg in argv]
-    process, ready_after = start_server(
-        argv, port, ready_path, {**env, "PORT": str(port)}, tool=tool
-    )
+    process, ready_after = start_server(argv, port, ready_path, {**env, "PORT": str(port)})
     try:
         yield Server(f"http://127.0.0.1:{port}", port, ready_after, process.pid)
     finally:

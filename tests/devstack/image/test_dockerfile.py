@@ -116,6 +116,19 @@ def test_image_is_within_the_size_budget(docker, offline_image) -> None:
 
 
 @pytest.mark.container
+def test_the_venv_breakdown_adds_up(docker, offline_image) -> None:
+    """What `invoke bench --image` prints about /opt/venv, read inside the image."""
+    from devstack.perf.breakdown import venv_breakdown
+
+    venv = venv_breakdown(docker, offline_image)
+    assert venv.total == sum(size for size, _ in venv.packages)
+    assert venv.total < int(docker.inspect(offline_image)["Size"])
+    names = [name for _, name in venv.packages]
+    assert "numpy.libs" in names[:3] and "pip" not in names
+    assert venv.kinds["bytecode"] > 0 and venv.kinds["extension modules"] > 0
+
+
+@pytest.mark.container
 def test_image_metadata(docker, offline_image) -> None:
     config = docker.inspect(offline_image)["Config"]
     assert config["User"] == "65532:65532"
