@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -77,6 +78,13 @@ class IngestError(RuntimeError):
 
 def cache_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_without_history(provider: str, model: str, space: str, query: str, top_k: int) -> str:
+    # The same questions come back (that is what the cache is for): their key is computed once.
+    parts = {"provider": provider, "model": model, "space": space, "top_k": top_k}
+    return cache_key({**parts, "query": normalize_query(query)})
 
 
 def normalize_query(query: str) -> str:
@@ -209,6 +217,9 @@ class AgentService:
         return await self.retrieve(query, top_k)
 
     def _cache_key(self, query: str, top_k: int, history: list[Turn]) -> str:
+        if not (self.llm.uses_history and history):
+            space = self.store.embedder.space
+            return _key_without_history(self.llm.name, self.llm.model, space, query, top_k)
         parts: dict[str, Any] = {
             "provider": self.llm.name,
             "model": self.llm.model,
