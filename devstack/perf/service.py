@@ -3,9 +3,11 @@ the same way, measured with wrk; the figures go to docs/benchmarks.md."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -127,12 +129,41 @@ def server(argv: list[str], ready_path: str, env: dict[str, str]) -> Iterator[Se
     try:
         yield Server(f"http://127.0.0.1:{port}", port, ready_after, process.pid)
     finally:
-        process.terminate()
+        # Its children first: `invoke dev` runs uvicorn's reloader, which runs the server in a
+        # process of its own; ending invoke alone left both running (and using CPU).
+        children = descendants(process.pid)
+        for pid in [process.pid, *children]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+        deadline = time.monotonic() + 10
+        while children and time.monotonic() < deadline:
+            children = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+            time.sleep(0.05)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes started by `pid`, and by those, ... (Linux /proc)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 @contextmanager
