@@ -80,11 +80,16 @@ def cache_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+# What a cached entry holds changed (CachedAnswer): the keys changed with it, so that during a
+# rolling update, replicas of either version never read the other's entries in the shared Redis.
+CACHE_FORMAT = 2
+
+
 @functools.lru_cache(maxsize=4096)
 def _key_without_history(provider: str, model: str, space: str, query: str, top_k: int) -> str:
     # The same questions come back (that is what the cache is for): their key is computed once.
     parts = {"provider": provider, "model": model, "space": space, "top_k": top_k}
-    return cache_key({**parts, "query": normalize_query(query)})
+    return cache_key({**parts, "query": normalize_query(query), "format": CACHE_FORMAT})
 
 
 def normalize_query(query: str) -> str:
@@ -226,6 +231,7 @@ class AgentService:
             "space": self.store.embedder.space,
             "query": normalize_query(query),
             "top_k": top_k,
+            "format": CACHE_FORMAT,
         }
         if self.llm.uses_history:
             parts["history"] = [[t.role, t.text] for t in history]
@@ -339,8 +345,4 @@ def _result_to_cache(result: Answer) -> dict[str, Any]:
 
 
 def _result_from_cache(entry: dict[str, Any]) -> CachedAnswer:
-    fields = entry.get(PREFIX_CACHE_VALUE_KEY)
-    if isinstance(fields, str):
-        return CachedAnswer(fields)
-    # Written by an earlier version (a rolling update shares Redis): the fields as a dict.
-    return CachedAnswer(Answer.model_validate(entry).model_dump_json(include=_CACHED_FIELDS))
+    return CachedAnswer(entry[PREFIX_CACHE_VALUE_KEY])

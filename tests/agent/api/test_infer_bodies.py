@@ -42,7 +42,7 @@ def test_a_hit_is_the_miss_it_repeats(client, query) -> None:
     assert list(hit) == list(miss)  # the same fields, in the same order
 
 
-def test_hits_through_redis_and_entries_of_the_earlier_format(redis_url, tmp_path) -> None:
+def test_hits_through_redis_remember_the_session(redis_url, tmp_path) -> None:
     import redis
 
     settings = api_settings(tmp_path / "chroma", redis_url=redis_url)
@@ -51,15 +51,28 @@ def test_hits_through_redis_and_entries_of_the_earlier_format(redis_url, tmp_pat
         miss, hit = _pair(client, query)
         assert hit["cached"] is True and hit["answer"] == miss["answer"]
         # The session remembers the cached answer too (its text is read from the stored JSON).
-        turns = redis.Redis.from_url(redis_url).lrange("vaia:session:s-2", 0, -1)
-        assert [json.loads(t)["text"] for t in turns][-1] == miss["answer"]
-        # An entry written by the previous version: the answer's fields as a dict.
         store = redis.Redis.from_url(redis_url)
+        turns = store.lrange("vaia:session:s-2", 0, -1)
+        assert [json.loads(t)["text"] for t in turns][-1] == miss["answer"]
         [key] = store.keys("vaia:cache:*")
-        entry = json.loads(store.get(key))
-        fields = json.loads(entry["value"][PREFIX_CACHE_VALUE_KEY])
+        fields = json.loads(json.loads(store.get(key))["value"][PREFIX_CACHE_VALUE_KEY])
         assert set(fields) == _CACHED_FIELDS
-        entry["value"] = fields
-        store.set(key, json.dumps(entry))
-        again = client.post("/v1/agent/infer", json=query).json()
-        assert again["cached"] is True and again["sources"] == miss["sources"]
+
+
+@pytest.mark.unit
+def test_the_keys_of_this_cache_format_are_not_the_previous_ones() -> None:
+    """The previous version cached the fields as a dict under these keys; in a rolling update
+    both versions share Redis, so the new format lives under other keys."""
+    from agent.service import _key_without_history, cache_key, normalize_query
+
+    query = "How do I roll back?"
+    previous = cache_key(
+        {"provider": "gemini", "model": "m", "space": "s", "query": normalize_query(query),
+         "top_k": 4, "history": []}
+    )  # fmt: skip
+    previous_offline = cache_key(
+        {"provider": "offline", "model": "m", "space": "s", "query": normalize_query(query),
+         "top_k": 4}
+    )  # fmt: skip
+    assert _key_without_history("gemini", "m", "s", query, 4) != previous
+    assert _key_without_history("offline", "m", "s", query, 4) != previous_offline
