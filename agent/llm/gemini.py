@@ -63,7 +63,7 @@ TEMPERATURE = 0.2
 # then each generate round, one after the other), so the pool must be at least the number of
 # requests a pod carries at once (100: docs/benchmarks.md, "Per-pod concurrency"); with httpx's
 # default of 20 kept alive, the 21st concurrent call opened, and then closed, a connection.
-# In shards of 16 (agent/llm/pool.py says why).
+# In shards (agent/llm/pool.py says why).
 POOL_CONNECTIONS = 128
 KEEPALIVE_SECONDS = 30.0
 _CITATION = re.compile(r"\[(\d{1,3})\]")

@@ -14,10 +14,14 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx2
 
+# Connections per shard: with 16, the pool's passes still took 13% of the agent's GIL time at 100
+# clients; with 8, 0.3-0.7 ms less CPU a request (docs/benchmarks.md).
+SHARD_CONNECTIONS = 8
+
 
 class ShardedTransport(httpx2.AsyncBaseTransport):
     def __init__(
-        self, connections: int, per_shard: int = 16, keepalive_expiry: float = 5.0
+        self, connections: int, per_shard: int = SHARD_CONNECTIONS, keepalive_expiry: float = 5.0
     ) -> None:
         shards = max(1, -(-connections // per_shard))
         limits = httpx2.Limits(

@@ -11,7 +11,7 @@ import httpx2
 import pytest
 
 from agent.llm.gemini import POOL_CONNECTIONS, GeminiClient, text_content
-from agent.llm.pool import ShardedTransport
+from agent.llm.pool import SHARD_CONNECTIONS, ShardedTransport
 from agent.metrics import Metrics
 from devstack.perf.service import serving
 
@@ -67,7 +67,7 @@ async def test_control_the_default_pool_reopens_connections(slow_gemini) -> None
 
 async def test_shards_fill_evenly_and_are_released_on_errors(slow_gemini) -> None:
     transport = ShardedTransport(POOL_CONNECTIONS)
-    assert len(transport.shards) * 16 >= POOL_CONNECTIONS
+    assert len(transport.shards) * SHARD_CONNECTIONS >= POOL_CONNECTIONS
     async with httpx2.AsyncClient(transport=transport) as http:
         tasks = [
             asyncio.ensure_future(http.post(f"{slow_gemini}/v1beta/models/m:generateContent"))
