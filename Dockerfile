@@ -38,8 +38,13 @@ RUN /opt/venv/bin/python /tmp/slim-venv.py /opt/venv
 FROM slim AS app
 WORKDIR /app
 COPY agent /app/agent
+# Swagger UI's JavaScript and CSS are kept gzip-compressed only (agent/api/routes/docs.py serves
+# them either way): 1.9 MB less in the image.
 RUN /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /app/agent \
-    && /opt/venv/bin/python -c "import agent.app, agent.wiring"
+    && /opt/venv/bin/python -c "import agent.app, agent.wiring" \
+    && /opt/venv/bin/python -c "import gzip, pathlib; \
+[(p.with_name(p.name + '.gz').write_bytes(gzip.compress(p.read_bytes(), 9, mtime=0)), p.unlink()) \
+ for p in pathlib.Path('/app/agent/api/static/swagger-ui').glob('swagger-ui*.[jc]s')]"
 
 # ---------------------------------------------------------------------------------------------
 # What Tilt builds: the full venv, a shell and tar for live update, uvicorn --reload, and the

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -78,6 +80,18 @@ def cache_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+# What a cached entry holds changed (CachedAnswer): the keys changed with it, so that during a
+# rolling update, replicas of either version never read the other's entries in the shared Redis.
+CACHE_FORMAT = 2
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_without_history(provider: str, model: str, space: str, query: str, top_k: int) -> str:
+    # The same questions come back (that is what the cache is for): their key is computed once.
+    parts = {"provider": provider, "model": model, "space": space, "top_k": top_k}
+    return cache_key({**parts, "query": normalize_query(query), "format": CACHE_FORMAT})
+
+
 def normalize_query(query: str) -> str:
     return " ".join(clean(query).casefold().split())
 
@@ -101,6 +115,10 @@ class AgentService:
         self._fallback = OfflineProvider()
         # True until the first-start seed has finished: answers may lack the runbooks.
         self.knowledge_loading = False
+        # labels() costs a lock and a validation per call: the three series, looked up once.
+        self._cache_series = {
+            result: metrics.cache_requests.labels(result) for result in ("hit", "miss", "error")
+        }
 
     # --- retrieval ------------------------------------------------------------------------
 
@@ -118,15 +136,24 @@ class AgentService:
     # --- inference ------------------------------------------------------------------------
 
     async def infer(self, query: str, session_id: str | None, top_k: int | None) -> Answer:
+        answer = await self.answer(query, session_id, top_k)
+        return answer if isinstance(answer, Answer) else answer.model()
+
+    async def answer(
+        self, query: str, session_id: str | None, top_k: int | None
+    ) -> Answer | CachedAnswer:
+        """The answer, or a cache hit as it was stored: its JSON, never parsed on the way out
+        (the API sends it as it is; `infer` makes an Answer of it)."""
         await self._inject_faults()
         k = top_k or self.settings.default_top_k
         history = await self.state.history(session_id) if session_id else []
         key = self._cache_key(query, k, history)
         lookup = await self.state.get_cached(key)
-        self.metrics.cache_requests.labels(lookup.result).inc()
+        self._cache_series[lookup.result].inc()
         if lookup.value is not None:
             hit = _result_from_cache(lookup.value)
-            await self._remember(session_id, query, hit.answer)
+            if session_id:
+                await self._remember(session_id, query, hit.text())
             return hit
 
         degraded: list[str] = [KNOWLEDGE_LOADING] if self.knowledge_loading else []
@@ -195,12 +222,16 @@ class AgentService:
         return await self.retrieve(query, top_k)
 
     def _cache_key(self, query: str, top_k: int, history: list[Turn]) -> str:
+        if not (self.llm.uses_history and history):
+            space = self.store.embedder.space
+            return _key_without_history(self.llm.name, self.llm.model, space, query, top_k)
         parts: dict[str, Any] = {
             "provider": self.llm.name,
             "model": self.llm.model,
             "space": self.store.embedder.space,
             "query": normalize_query(query),
             "top_k": top_k,
+            "format": CACHE_FORMAT,
         }
         if self.llm.uses_history:
             parts["history"] = [[t.role, t.text] for t in history]
@@ -289,11 +320,29 @@ def _source(n: int, passage: Passage, cited: bool) -> Source:
 
 # What the cache keeps of an answer: whether it was cached or degraded is per response.
 _CACHED_FIELDS = {"answer", "sources", "tool_calls", "provider", "model"}
+# The cached value: {PREFIX_CACHE_VALUE_KEY: those fields as one JSON object}.
+PREFIX_CACHE_VALUE_KEY = "json"
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """A cache hit: the answer's fields as one JSON object, serialized (from a validated Answer)
+    when the answer was computed. A hit is served without parsing, validating or serializing it
+    again: that was most of a hit's cost (docs/benchmarks.md)."""
+
+    fields_json: str
+
+    def text(self) -> str:
+        answer: str = json.loads(self.fields_json)["answer"]
+        return answer
+
+    def model(self) -> Answer:
+        return Answer.model_validate_json(self.fields_json).model_copy(update={"cached": True})
 
 
 def _result_to_cache(result: Answer) -> dict[str, Any]:
-    return result.model_dump(mode="json", include=_CACHED_FIELDS)
+    return {PREFIX_CACHE_VALUE_KEY: result.model_dump_json(include=_CACHED_FIELDS)}
 
 
-def _result_from_cache(entry: dict[str, Any]) -> Answer:
-    return Answer.model_validate({**entry, "cached": True})
+def _result_from_cache(entry: dict[str, Any]) -> CachedAnswer:
+    return CachedAnswer(entry[PREFIX_CACHE_VALUE_KEY])

@@ -4,6 +4,8 @@ schema (offered to Gemini as a function declaration) and every call is validated
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -49,11 +51,18 @@ class Tool(Generic[A]):
     handler: Callable[[A, ToolContext], Awaitable[dict[str, Any]]]
 
     def json_schema(self) -> dict[str, Any]:
-        return self.args_model.model_json_schema()
+        """The arguments' JSON schema: generated once per model (pydantic takes ~0.2 ms a
+        schema), a copy each call so that no caller can change the cached one."""
+        return copy.deepcopy(_schema_of(self.args_model))
 
     async def run(self, raw_args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         args = self.args_model.model_validate(raw_args)
         return await self.handler(args, ctx)
+
+
+@functools.cache
+def _schema_of(model: type[ToolArgs]) -> dict[str, Any]:
+    return model.model_json_schema()
 
 
 @dataclass(frozen=True)

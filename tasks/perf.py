@@ -15,10 +15,12 @@ from devstack.core.names import CONTEXT, IMAGE
 from devstack.core.net import free_port
 from devstack.image.build import build_image
 from devstack.image.docker import Docker
+from devstack.perf import gemini as network
 from devstack.perf import loadtest as load
+from devstack.perf.breakdown import venv_breakdown
 from devstack.perf.image import image_bench
 from devstack.perf.live_update import LiveUpdateEmulator, dependency_change
-from devstack.perf.service import service_bench, write_benchmarks_md
+from devstack.perf.service import machine, service_bench, write_benchmarks_md, write_block
 from tasks._base import ROOT, runner, task
 from tasks.image import docker
 
@@ -29,6 +31,11 @@ from tasks.image import docker
         "live_update": "Tilt's inner loop, emulated: edit-to-serve, and a dependency change",
         "service": "infer throughput and latency (cache hit, miss) against a bare endpoint; "
         "writes docs/benchmarks.md",
+        "gemini": "the Gemini path through a slow stand-in: CPU per request, throughput and "
+        "latency at 20 and 100 clients against the ideal; writes docs/benchmarks.md",
+        "production": "the agent on a real Redis and Chroma server: cache hit and miss against "
+        "the bare endpoint; writes docs/benchmarks.md",
+        "latency_ms": "the Gemini stand-in's generateContent latency (default 300)",
         "offline": "build on the stand-in bases (no registry needed)",
         "seconds": "seconds of load per service measurement (default 10)",
     }
@@ -38,15 +45,24 @@ def bench(
     image: bool = False,
     live_update: bool = False,
     service: bool = False,
+    gemini: bool = False,
+    production: bool = False,
+    latency_ms: float = 300,
     offline: bool = False,
     seconds: int = 10,
 ) -> None:
     """Run benchmarks (all sections when none is named) and print their tables."""
     if seconds < 1:
         raise UsageError(f"--seconds {seconds}: at least 1")
-    run_all = not (image or live_update or service)
+    if latency_ms <= 0:
+        raise UsageError(f"--latency-ms {latency_ms}: above 0")
+    run_all = not (image or live_update or service or gemini or production)
     if service or run_all:
         bench_service(seconds)
+    if gemini or run_all:
+        bench_gemini(seconds, latency_ms)
+    if production or run_all:
+        bench_production(seconds, latency_ms)
     if image or run_all:
         bench_image(docker(), offline)
     if live_update or run_all:
@@ -77,6 +93,32 @@ def bench_service(seconds: int) -> None:
     console.print(f"written: {path}")
 
 
+def bench_gemini(seconds: int, latency_ms: float) -> None:
+    runner().preflight("wrk")
+    result = network.gemini_bench(seconds, latency_ms)
+    columns, rows = network.gemini_table(result)
+    title = f"the Gemini path (stand-in answering after {latency_ms:g} ms, every request a miss)"
+    console.print(table(title, columns, rows, right=columns[1:]))
+    path = write_block(
+        ROOT / "docs" / "benchmarks.md", "--gemini", network.gemini_block(result, machine())
+    )
+    console.print(f"written: {path}")
+
+
+def bench_production(seconds: int, latency_ms: float) -> None:
+    runner().preflight("wrk", "redis-server")
+    result = network.production_bench(seconds, latency_ms)
+    columns, rows = network.production_table(result)
+    title = "production-shaped: Redis and a Chroma server on loopback, Gemini stand-in"
+    console.print(table(title, columns, rows, right=columns[1:]))
+    path = write_block(
+        ROOT / "docs" / "benchmarks.md",
+        "--production",
+        network.production_block(result, machine()),
+    )
+    console.print(f"written: {path}")
+
+
 def bench_image(client: Docker, offline: bool) -> None:
     result = image_bench(client, ROOT, offline=offline, log=console.print)
     rows = [
@@ -88,6 +130,12 @@ def bench_image(client: Docker, offline: bool) -> None:
     console.print(table(f"image benchmark: {result.tag}", ("measure", "value"), rows, ("value",)))
     layers = [(f"{s / 1e6:.1f} MB", by[:90] or "(base image)") for s, by in result.layers]
     console.print(table("layers", ("size", "created by"), layers, right=("size",)))
+    venv = venv_breakdown(client, result.tag)
+    kinds = [(kind, f"{size / 1e6:.1f} MB") for kind, size in venv.kinds.items()]
+    kinds.append(("all of /opt/venv", f"{venv.total / 1e6:.1f} MB"))
+    console.print(table("/opt/venv by kind of file", ("files", "size"), kinds, right=("size",)))
+    largest = [(name, f"{size / 1e6:.1f} MB") for size, name in venv.packages[:15]]
+    console.print(table("/opt/venv: the 15 largest", ("package", "size"), largest, ("size",)))
 
 
 def bench_live_update(client: Docker, offline: bool, edits: int = 5) -> None:

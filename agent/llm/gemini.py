@@ -1,15 +1,30 @@
 """Gemini through google-genai: one shared client, retries with backoff (tenacity) on 429/5xx and
-transport failures, and a mapping of every failure onto the LLMError hierarchy."""
+transport failures, and a mapping of every failure onto the LLMError hierarchy.
+
+The requests carry what the SDK's API client makes of them (its URL, key and client headers,
+timeout) and go through its httpx client, and every non-2xx answer raises the SDK's APIError;
+but their JSON bodies are built here, and the answers read here, instead of by the SDK's typed
+layer. That layer turned each request into pydantic models and back into dicts, and each answer
+into models again: about 1 ms of CPU per generate call and 0.6 ms per embedding call, the largest
+share of the agent's CPU on a Gemini-backed request (docs/benchmarks.md). The requests are those
+the SDK sends for the same inputs, path, headers and body byte for byte, and the answers are read
+as the SDK reads them: tests/agent/llm/test_gemini_wire.py sends the same inputs both ways to a
+recording stand-in of the REST API and compares.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import re
 import time
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
+import httpx2
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -32,6 +47,7 @@ from agent.llm.base import (
     LLMUnavailableError,
     ToolCall,
 )
+from agent.llm.pool import ShardedTransport
 from agent.metrics import Metrics
 from agent.prompts import Prompt
 from agent.tools import ToolContext, ToolRegistry
@@ -42,13 +58,25 @@ T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_TOOL_ROUNDS = 3
+TEMPERATURE = 0.2
+# Connections to Gemini kept open. A request holds at most one at a time (the query embedding,
+# then each generate round, one after the other), so the pool must be at least the number of
+# requests a pod carries at once (100: docs/benchmarks.md, "Per-pod concurrency"); with httpx's
+# default of 20 kept alive, the 21st concurrent call opened, and then closed, a connection.
+# In shards (agent/llm/pool.py says why).
+POOL_CONNECTIONS = 128
+KEEPALIVE_SECONDS = 30.0
 _CITATION = re.compile(r"\[(\d{1,3})\]")
+# httpx2 (the SDK's own default) is a fork of httpx under another name: its errors are not
+# httpx's. Both are mapped, whichever client sends.
+TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError)
+TIMEOUT_ERRORS = (httpx.TimeoutException, httpx2.TimeoutException)
 
 
 def _is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, genai_errors.APIError):
         return exc.code in RETRYABLE_STATUS
-    return isinstance(exc, httpx.TransportError)
+    return isinstance(exc, TRANSPORT_ERRORS)
 
 
 def _retry_after(exc: genai_errors.APIError) -> float | None:
@@ -78,9 +106,9 @@ def map_error(exc: BaseException) -> LLMError:
         if code >= 500:
             return LLMUnavailableError(message)
         return LLMBadResponseError(message)
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, TIMEOUT_ERRORS):
         return LLMTimeoutError(f"Gemini did not answer in time ({type(exc).__name__})")
-    if isinstance(exc, httpx.TransportError):
+    if isinstance(exc, TRANSPORT_ERRORS):
         return LLMUnavailableError(f"cannot reach Gemini: {type(exc).__name__}: {exc}")
     return LLMBadResponseError(f"unexpected Gemini failure: {type(exc).__name__}: {exc}")
 
@@ -93,9 +121,13 @@ class GeminiClient:
             raise ValueError("the gemini provider needs GEMINI_API_KEY")
         self._settings = settings
         self._metrics = metrics
-        # Our own httpx client: the SDK then always takes its httpx path (never aiohttp), and
-        # the SDK's own retries stay off (attempts=1) so that tenacity below owns the policy.
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(settings.llm_timeout_seconds))
+        # Our own httpx2 client (the SDK's default library): the SDK then always takes its httpx
+        # path (never aiohttp), with our pool; and the SDK's own retries stay off (attempts=1)
+        # so that tenacity below owns the policy.
+        self._http = httpx2.AsyncClient(
+            timeout=httpx2.Timeout(settings.llm_timeout_seconds),
+            transport=ShardedTransport(POOL_CONNECTIONS, keepalive_expiry=KEEPALIVE_SECONDS),
+        )
         self.client = genai.Client(
             api_key=settings.gemini_api_key.get_secret_value(),
             http_options=types.HttpOptions(
@@ -105,6 +137,44 @@ class GeminiClient:
                 httpx_async_client=self._http,
             ),
         )
+        # The SDK's API client: what the typed methods of `client.aio.models` hand their request
+        # dicts to (see the module docstring and `_prepared`).
+        self._api = self.client.aio._api_client
+        self._requests: dict[str, tuple[str, dict[str, str], float | None]] = {}
+
+    async def post(self, model: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST `body` to models/<model>:<method> as the SDK's API client sends it, with our
+        retries; the answer's JSON. Non-2xx answers raise the SDK's APIError (its own
+        `raise_for_async_response`), mapped to LLMError."""
+        url, headers, timeout = self._prepared(f"{model_path(model)}:{method}")
+
+        async def send() -> httpx2.Response:
+            response = await self._http.request(
+                "POST", url, headers=headers, content=json.dumps(body).encode(), timeout=timeout
+            )
+            await genai_errors.APIError.raise_for_async_response(response)
+            return response
+
+        response = await self.call(send)
+        try:
+            data = json.loads(response.content) if response.content else {}
+        except ValueError as exc:
+            raise LLMBadResponseError(f"Gemini answered {method} with invalid JSON") from exc
+        if not isinstance(data, dict):
+            raise LLMBadResponseError(f"Gemini answered {method} with a JSON {type(data)}")
+        return data
+
+    def _prepared(self, path: str) -> tuple[str, dict[str, str], float | None]:
+        """The URL, headers and timeout the SDK's API client gives a request to `path`, made by
+        the API client itself once per path. Its per-call path (building them again, its own
+        retry wrapper, two response objects) cost 0.15 ms a call; the rest of the send is
+        `_async_request_once`'s: the same client call, then APIError on a non-2xx answer."""
+        prepared = self._requests.get(path)
+        if prepared is None:
+            request = self._api._build_request("post", path, {}, None)
+            url = self._api._httpx_url(request.url, is_async=True)
+            prepared = self._requests[path] = (url, dict(request.headers), request.timeout)
+        return prepared
 
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
         s = self._settings
@@ -134,6 +204,88 @@ class GeminiClient:
         await self._http.aclose()
 
 
+def model_path(model: str) -> str:
+    """What the SDK makes of a model name on the Gemini API (`t_model`)."""
+    if not model or ".." in model or "?" in model or "&" in model:
+        raise ValueError(f"invalid model name {model!r}")
+    return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+
+
+# --- request bodies and answers, as the SDK builds and reads them ----------------------------
+
+
+def text_content(role: str, text: str) -> dict[str, Any]:
+    """`types.Content(role=role, parts=[types.Part(text=text)])` on the wire."""
+    return {"parts": [{"text": text}], "role": role}
+
+
+def tool_declarations(tools: ToolRegistry) -> list[dict[str, Any]]:
+    """`[types.Tool(function_declarations=[...])]` on the wire, for a registry; computed once
+    per registry (regenerating the JSON schemas took 11% of the agent's CPU under load)."""
+    cached = _DECLARATIONS.get(tools)
+    if cached is None or cached[0] != len(tools):
+        declared = [
+            {
+                "description": tool.description,
+                "name": tool.name,
+                "parameters_json_schema": tool.json_schema(),
+            }
+            for tool in tools
+        ]
+        cached = (len(tools), [{"functionDeclarations": declared}] if declared else [])
+        _DECLARATIONS[tools] = cached
+    return cached[1]
+
+
+_DECLARATIONS: weakref.WeakKeyDictionary[ToolRegistry, tuple[int, list[dict[str, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def generate_body(
+    contents: list[dict[str, Any]], system: dict[str, Any], tools: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The generateContent body of `GenerateContentConfig(system_instruction=..., temperature=
+    TEMPERATURE, tools=..., automatic_function_calling=disabled)`, which stays on the client."""
+    body: dict[str, Any] = {"contents": contents, "systemInstruction": system}
+    if tools:
+        body["tools"] = tools
+    body["generationConfig"] = _GENERATION_CONFIG
+    return body
+
+
+_GENERATION_CONFIG = {"temperature": TEMPERATURE}
+
+
+def first_parts(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    candidates = answer.get("candidates") or []
+    content = (candidates[0].get("content") if candidates else None) or {}
+    parts: list[dict[str, Any]] = content.get("parts") or []
+    return parts
+
+
+def function_calls(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """`response.function_calls`: the first candidate's function calls."""
+    return [p["functionCall"] for p in first_parts(answer) if p.get("functionCall") is not None]
+
+
+def answer_text(answer: dict[str, Any]) -> str | None:
+    """`response.text`: the first candidate's text parts that are not thoughts, joined; None
+    when it has no text part."""
+    texts = [
+        p["text"]
+        for p in first_parts(answer)
+        if isinstance(p.get("text"), str) and p.get("thought") is not True
+    ]
+    return "".join(texts) if texts else None
+
+
+def block_reason(answer: dict[str, Any]) -> str | None:
+    feedback = answer.get("promptFeedback") or {}
+    reason = feedback.get("blockReason")
+    return str(reason) if reason is not None else None
+
+
 class GeminiProvider:
     name: Literal["gemini"] = "gemini"
     uses_history = True
@@ -144,54 +296,41 @@ class GeminiProvider:
         self._metrics = metrics
 
     async def complete(self, prompt: Prompt, tools: ToolRegistry, ctx: ToolContext) -> Completion:
-        config = types.GenerateContentConfig(
-            system_instruction=prompt.system,
-            temperature=0.2,
-            tools=[_declarations(tools)] if len(tools) else None,
-            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
-        )
-        contents: list[types.Content] = [
-            types.Content(role="user", parts=[types.Part(text=prompt.user_message())])
-        ]
+        system = _system_instruction(prompt.system)
+        declared = tool_declarations(tools)
+        contents: list[dict[str, Any]] = [text_content("user", prompt.user_message())]
         calls: list[ToolCall] = []
         for _round in range(MAX_TOOL_ROUNDS + 1):
-            response = await self._generate(contents, config)
-            function_calls = response.function_calls or []
-            if not function_calls or _round == MAX_TOOL_ROUNDS:
+            answer = await self._generate(generate_body(contents, system, declared))
+            requested = function_calls(answer)
+            if not requested or _round == MAX_TOOL_ROUNDS:
                 break
-            if response.candidates and response.candidates[0].content:
-                contents.append(response.candidates[0].content)
+            candidates = answer.get("candidates") or []
+            if candidates and candidates[0].get("content"):
+                contents.append(candidates[0]["content"])
             reply_parts = []
-            for fc in function_calls:
-                name, args = fc.name or "", dict(fc.args or {})
+            for fc in requested:
+                name, args = fc.get("name") or "", dict(fc.get("args") or {})
                 outcome = await tools.call(name, args, ctx)
                 self._metrics.tool_calls.labels(name, "ok" if outcome.ok else "error").inc()
                 calls.append(
                     ToolCall(name=name, arguments=args, result=outcome.result, ok=outcome.ok)
                 )
-                reply_parts.append(
-                    types.Part.from_function_response(name=name, response=outcome.result)
-                )
-            contents.append(types.Content(role="user", parts=reply_parts))
-        text = (response.text or "").strip()
+                # `types.Part.from_function_response(name=name, response=result)`
+                reply_parts.append({"functionResponse": {"name": name, "response": outcome.result}})
+            contents.append({"parts": reply_parts, "role": "user"})
+        text = (answer_text(answer) or "").strip()
         if not text:
-            feedback = response.prompt_feedback
-            reason = feedback.block_reason if feedback else None
+            reason = block_reason(answer)
             raise LLMBadResponseError(f"Gemini returned no text (block reason: {reason})")
         cited = sorted({int(n) for n in _CITATION.findall(text) if 1 <= int(n) <= len(ctx.found)})
         return Completion(text=text, model=self.model, tool_calls=calls, cited=cited)
 
-    async def _generate(
-        self, contents: list[types.Content], config: types.GenerateContentConfig
-    ) -> types.GenerateContentResponse:
+    async def _generate(self, body: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            return await self._client.call(
-                lambda: self._client.client.aio.models.generate_content(
-                    model=self.model, contents=contents, config=config
-                )
-            )
+            return await self._client.post(self.model, "generateContent", body)
         except LLMError as exc:
             outcome = exc.kind
             raise
@@ -204,14 +343,8 @@ class GeminiProvider:
         await self._client.aclose()
 
 
-def _declarations(tools: ToolRegistry) -> types.Tool:
-    return types.Tool(
-        function_declarations=[
-            types.FunctionDeclaration(
-                name=tool.name,
-                description=tool.description,
-                parameters_json_schema=tool.json_schema(),
-            )
-            for tool in tools
-        ]
-    )
+@functools.lru_cache(maxsize=8)
+def _system_instruction(text: str) -> dict[str, Any]:
+    # `system_instruction=<str>` becomes a user-role Content on the wire. Shared by every
+    # request: never changed after this (the SDK's client only reads the bodies it sends).
+    return text_content("user", text)

@@ -42,8 +42,11 @@ _NAME_DROP = re.compile(r"[^a-zA-Z0-9_-]+")
 # Chroma's upsert takes bounded batches; stay well below its maximum.
 UPSERT_BATCH = 256
 # Threads for Chroma calls: enough for concurrent requests, few enough that calls abandoned on
-# a hung server (each ends by its HTTP timeout) cannot pile up threads without bound.
-CHROMA_THREADS = 8
+# a hung server (each ends by its HTTP timeout) cannot pile up threads without bound. A query
+# holds a thread about a millisecond, so 4 carry thousands a second; with 8, the threads'
+# contention for the GIL with the event loop cost 0.3-0.5 ms of CPU per request at 100 clients
+# (docs/benchmarks.md).
+CHROMA_THREADS = 4
 # Metadata of every chunk: which write it belongs to, and how many chunks that write has.
 VERSION_KEY = "version"
 CHUNK_COUNT_KEY = "chunk_count"

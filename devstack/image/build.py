@@ -15,7 +15,7 @@ from devstack.core.runner import Runner
 from devstack.image.docker import BuildResult, Docker
 from devstack.image.standins import ensure_base_images
 
-SIZE_BUDGET_BYTES = 180_000_000  # as `docker image inspect` reports it
+SIZE_BUDGET_BYTES = 160_000_000  # as `docker image inspect` reports it
 SEMVER_TAG = re.compile(r"^v(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?)$")
 
 

@@ -3,8 +3,11 @@ the same way, measured with wrk; the figures go to docs/benchmarks.md."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +34,7 @@ class Throughput:
     p95_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0  # responses received in the run
 
 
 def wrk(
@@ -42,15 +46,19 @@ def wrk(
     unique: bool = False,
     connections: int = 8,
     seconds: int = 5,
+    timeout_s: float = 2.0,
 ) -> Throughput:
-    """`wrk` POSTing JSON queries (unique ones for the cache-miss path): the one caller of wrk."""
+    """`wrk` POSTing JSON queries (unique ones for the cache-miss path): the one caller of wrk.
+    A request slower than `timeout_s` counts as an error (wrk's own default is 2 s)."""
     env = {
         **os.environ,
         "BENCH_PATH": path,
         "BENCH_QUERY": query,
         "BENCH_UNIQUE": "1" if unique else "0",
+        "BENCH_SEED": str(secrets.randbelow(2**31)),  # unique queries differ from run to run
     }
-    args = ["-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(WRK_SCRIPT), url]
+    args = ["-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s:g}s"]
+    args += ["-s", str(WRK_SCRIPT), url]
     done = Runner().run("wrk", *args, env=env, timeout=seconds + 60)
     lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH ")]
     if not lines:
@@ -64,20 +72,25 @@ def wrk(
         data["p95"],
         data["p99"],
         data["errors"],
+        data["requests"],
     )
 
 
 def start_server(
-    argv: list[str], port: int, ready_path: str, env: dict[str, str], timeout: float = 60
+    argv: list[str],
+    port: int,
+    ready_path: str,
+    env: dict[str, str],
+    timeout: float = 60,
 ) -> tuple[subprocess.Popen[bytes], float]:
     """Start a Python server (`argv` after the interpreter) on 127.0.0.1; returns it and the
-    seconds until `ready_path` said yes."""
+    seconds until `ready_path` said yes (for the agent's /ready: seeded)."""
     started = time.perf_counter()
     process = Runner().start("python", *argv, env={**os.environ, **env})
     while time.perf_counter() - started < timeout:
         try:
             response = httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1)
-            if response.status_code == 200 and "running" not in response.text:
+            if response.status_code == 200 and _ready(response):
                 return process, time.perf_counter() - started
         except httpx.HTTPError:
             pass
@@ -89,18 +102,87 @@ def start_server(
     raise DevstackError(f"{' '.join(argv)} was not ready within {timeout:.0f} s")
 
 
+def _ready(response: httpx.Response) -> bool:
+    """200, and for the agent's /ready: the knowledge base seeded (not "not started" or
+    "running"), so that no measured request is answered while seeding."""
+    if response.headers.get("content-type", "").startswith("application/json"):
+        body = response.json()
+        if isinstance(body, dict) and "checks" in body:
+            return body["checks"].get("knowledge_seed") not in ("not started", "running")
+    return "running" not in response.text
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    port: int
+    ready_after: float
+    pid: int
+
+
 @contextmanager
-def serving(argv: list[str], ready_path: str, env: dict[str, str]) -> Iterator[tuple[str, float]]:
-    """A Python server on a free loopback port (passed as $PORT and `{port}` in argv) for the
-    block: yields its URL and how long it took to be ready."""
+def server(argv: list[str], ready_path: str, env: dict[str, str]) -> Iterator[Server]:
+    """A Python server on a free loopback port (passed as $PORT and `{port}` in argv)."""
     port = free_port()
     argv = [arg.replace("{port}", str(port)) for arg in argv]
     process, ready_after = start_server(argv, port, ready_path, {**env, "PORT": str(port)})
     try:
-        yield f"http://127.0.0.1:{port}", ready_after
+        yield Server(f"http://127.0.0.1:{port}", port, ready_after, process.pid)
     finally:
-        process.terminate()
-        process.wait(10)
+        # Its children first: `invoke dev` runs uvicorn's reloader, which runs the server in a
+        # process of its own; ending invoke alone left both running (and using CPU).
+        children = descendants(process.pid)
+        for pid in [process.pid, *children]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        deadline = time.monotonic() + 10
+        while children and time.monotonic() < deadline:
+            children = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+            time.sleep(0.05)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes started by `pid`, and by those, ... (Linux /proc)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@contextmanager
+def serving(argv: list[str], ready_path: str, env: dict[str, str]) -> Iterator[tuple[str, float]]:
+    """A Python server on a free loopback port (passed as $PORT and `{port}` in argv) for the
+    block: yields its URL and how long it took to be ready."""
+    with server(argv, ready_path, env) as running:
+        yield running.url, running.ready_after
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based, proc(5)).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+HELLO = ["-m", "uvicorn", "devstack.perf.hello:app", "--host", "127.0.0.1"]
+HELLO += ["--port", "{port}", "--no-access-log", "--log-level", "warning"]
 
 
 def service_bench(
@@ -110,8 +192,7 @@ def service_bench(
     same way; plus `invoke dev`'s start-up time to a seeded knowledge base."""
     load = {"connections": connections, "seconds": seconds}
     question = "How do I roll back a Deployment?"
-    hello = ["-m", "uvicorn", "devstack.perf.hello:app", "--host", "127.0.0.1"]
-    hello += ["--port", "{port}", "--no-access-log", "--log-level", "warning"]
+    hello = HELLO
     with tempfile.TemporaryDirectory() as tmp:
         env = {"CHROMA_PATH": f"{tmp}/chroma", "LLM_PROVIDER": "offline", "LOG_LEVEL": "warning"}
         env |= {
@@ -177,14 +258,18 @@ def write_benchmarks_md(
         "p95 under 50 ms at this load.",
         "",
     ]
-    block = "\n".join([START_MARK, *lines[2:], END_MARK])
-    text = (
-        path.read_text()
-        if path.exists()
-        else "# Benchmarks\n\n" + START_MARK + "\n" + END_MARK + "\n"
-    )
-    # Only the measured block is rewritten; the notes around it are kept.
-    before, _, rest = text.partition(START_MARK)
-    _, _, after = rest.partition(END_MARK)
+    return write_block(path, "--service", lines[2:])
+
+
+def write_block(path: Path, section: str, lines: list[str]) -> Path:
+    """Rewrite the block between `<!-- invoke bench SECTION: start/end -->`; the notes around
+    it are kept. A section not yet in the file is appended."""
+    start, end = f"<!-- invoke bench {section}: start -->", f"<!-- invoke bench {section}: end -->"
+    block = "\n".join([start, *lines, end])
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start not in text:
+        text = text.rstrip("\n") + "\n\n" + start + "\n" + end + "\n"
+    before, _, rest = text.partition(start)
+    _, _, after = rest.partition(end)
     path.write_text(before + block + after)
     return path

@@ -1,6 +1,9 @@
 -- wrk script of `invoke bench --service`: POSTs JSON queries (unique ones for the
 -- cache-miss path) and prints the latency percentiles as one JSON line.
 local counter = 0
+-- A new seed each run (wrk's own is fixed): "unique" queries must not repeat an earlier run's,
+-- which the agent would answer from its cache.
+math.randomseed(tonumber(os.getenv("BENCH_SEED") or "") or os.time())
 local unique = os.getenv("BENCH_UNIQUE") == "1"
 local base_query = os.getenv("BENCH_QUERY")
 local path = os.getenv("BENCH_PATH")

@@ -91,3 +91,21 @@ def test_very_long_input_stays_fenced() -> None:
 
 def test_no_passages_says_so() -> None:
     assert "(no passages were found)" in build_prompt("q", [], []).user_message()
+
+
+@pytest.mark.unit
+def test_the_ascii_shortcut_of_clean_changes_nothing() -> None:
+    """clean() skips NFKC and the per-character filter for printable ASCII; the long way must
+    give the same text for every such input."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from agent.prompts import _clean_unicode
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E)))
+    def same(text: str) -> None:
+        assert clean(text) == _clean_unicode(text)
+
+    same()
+    assert clean("a\tb  \n\n\n c\x7f") == _clean_unicode("a\tb  \n\n\n c\x7f")

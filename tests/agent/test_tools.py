@@ -4,7 +4,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from agent.domain import Passage
-from agent.llm.gemini import _declarations
+from agent.llm.gemini import tool_declarations
 from agent.tools import ToolContext, default_tools
 
 pytestmark = pytest.mark.unit
@@ -54,10 +54,20 @@ def test_schema_rejects_what_the_model_rejects(tool) -> None:
 
 
 def test_gemini_declarations_carry_the_schemas() -> None:
-    declared = _declarations(default_tools()).function_declarations
-    assert [d.name for d in declared] == [t.name for t in TOOLS]
-    for declaration, tool in zip(declared, TOOLS, strict=True):
-        assert declaration.parameters_json_schema == tool.json_schema()
+    [declared] = tool_declarations(default_tools())
+    assert [d["name"] for d in declared["functionDeclarations"]] == [t.name for t in TOOLS]
+    for declaration, tool in zip(declared["functionDeclarations"], TOOLS, strict=True):
+        assert declaration["parameters_json_schema"] == tool.json_schema()
+
+
+def test_declarations_and_schemas_are_built_once() -> None:
+    """The same on every request: computed once, and no caller can change the cached copy."""
+    tools = default_tools()
+    assert tool_declarations(tools) is tool_declarations(tools)
+    tool = next(iter(tools))
+    schema = tool.json_schema()
+    schema["properties"].clear()
+    assert tool.json_schema()["properties"]
 
 
 @pytest.mark.anyio

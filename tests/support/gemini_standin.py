@@ -26,6 +26,9 @@ class Recorded:
     model: str
     body: dict[str, Any]
     headers: dict[str, str]
+    # What went over the wire, for tests that compare requests byte for byte.
+    path: str = ""
+    raw: bytes = b""
 
 
 @dataclass
@@ -68,6 +71,10 @@ class GeminiStandIn:
     def reply_text(self, text: str) -> None:
         self._push("generateContent", (200, _candidate([{"text": text}]), {}))
 
+    def reply(self, method: str, body: dict[str, Any]) -> None:
+        """Answer the next `method` call with this body (200), whatever its shape."""
+        self._push(method, (200, body, {}))
+
     def _push(self, method: str, reply: tuple[int, dict[str, Any], dict[str, str]]) -> None:
         with self._lock:
             self._script.setdefault(method, deque()).append(reply)
@@ -78,10 +85,16 @@ class GeminiStandIn:
     # --- serving -----------------------------------------------------------------------------
 
     def handle(
-        self, method: str, model: str, body: dict[str, Any], headers: dict[str, str]
+        self,
+        method: str,
+        model: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        path: str = "",
+        raw: bytes = b"",
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
-            self.requests.append(Recorded(method, model, body, headers))
+            self.requests.append(Recorded(method, model, body, headers, path, raw))
             queue = self._script.get(method)
             if queue:
                 return queue.popleft()
@@ -117,13 +130,14 @@ class GeminiStandIn:
             def do_POST(self) -> None:
                 match = _PATH.match(self.path.split("?")[0])
                 length = int(self.headers.get("content-length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                body = json.loads(raw or b"{}")
                 if match is None:
                     status, payload, extra = 404, {"error": {"code": 404, "message": self.path}}, {}
                 else:
                     headers = {k.lower(): v for k, v in self.headers.items()}
                     status, payload, extra = standin.handle(
-                        match["method"], match["model"], body, headers
+                        match["method"], match["model"], body, headers, self.path, raw
                     )
                 data = json.dumps(payload).encode()
                 self.send_response(status)

@@ -61,3 +61,29 @@ def test_docs_assets_are_served_from_the_package(client) -> None:
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
     assert client.get("/docs/assets/swagger-ui.css").headers["content-type"].startswith("text/css")
     assert client.get("/redoc").status_code == 404  # ReDoc's page would need a CDN
+
+
+def test_assets_stored_compressed_are_served_either_way(tmp_path) -> None:
+    """The image keeps the big assets as .gz only (Dockerfile): browsers get them compressed,
+    clients that do not accept gzip get them decompressed, unknown names stay 404."""
+    import gzip
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from agent.api.routes.docs import Assets
+
+    script = b"window.ui = 1;\n" * 1000
+    (tmp_path / "bundle.js.gz").write_bytes(gzip.compress(script))
+    (tmp_path / "plain.css").write_text("body {}")
+    app = FastAPI()
+    app.mount("/a", Assets(directory=tmp_path))
+    client = TestClient(app)
+    compressed = client.get("/a/bundle.js", headers={"accept-encoding": "gzip"})
+    assert compressed.status_code == 200 and compressed.content == script  # httpx decodes
+    assert compressed.headers["content-encoding"] == "gzip"
+    assert "javascript" in compressed.headers["content-type"]
+    plain = client.get("/a/bundle.js", headers={"accept-encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.content == script
+    assert client.get("/a/plain.css").text == "body {}"
+    assert client.get("/a/missing.js").status_code == 404

@@ -36,6 +36,7 @@ RUNTIME_MODULES = [
     "numpy",
     "grpc",
     "opentelemetry.sdk",
+    "httptools",
     "agent.app",
     "agent.llm.gemini",
     "agent.embeddings.gemini",
@@ -112,6 +113,19 @@ def test_image_is_within_the_size_budget(docker, offline_image) -> None:
     size = int(docker.inspect(offline_image)["Size"])
     print(f"{offline_image}: {size / 1e6:.1f} MB")
     assert size <= SIZE_BUDGET_BYTES
+
+
+@pytest.mark.container
+def test_the_venv_breakdown_adds_up(docker, offline_image) -> None:
+    """What `invoke bench --image` prints about /opt/venv, read inside the image."""
+    from devstack.perf.breakdown import venv_breakdown
+
+    venv = venv_breakdown(docker, offline_image)
+    assert venv.total == sum(size for size, _ in venv.packages)
+    assert venv.total < int(docker.inspect(offline_image)["Size"])
+    names = [name for _, name in venv.packages]
+    assert "numpy.libs" in names[:3] and "pip" not in names
+    assert venv.kinds["bytecode"] > 0 and venv.kinds["extension modules"] > 0
 
 
 @pytest.mark.container
@@ -193,6 +207,13 @@ def test_runs_read_only_as_non_root_and_serves_health(docker, offline_image) -> 
             ]
         )
         assert uid.stdout.split() == ["65532", "65532"]
+        # Swagger UI's assets are stored compressed in the image, served either way.
+        for encoding in ("gzip", "identity"):
+            asset = httpx.get(
+                f"http://127.0.0.1:{port}/docs/assets/swagger-ui-bundle.js",
+                headers={"accept-encoding": encoding},
+            )
+            assert asset.status_code == 200 and b"SwaggerUIBundle" in asset.content
         ready = httpx.get(f"http://127.0.0.1:{port}/ready").json()
         # Without CHROMA_HOST the thin client cannot embed a store, and says so.
         assert "CHROMA_HOST" in ready["checks"]["chromadb"]["error"]

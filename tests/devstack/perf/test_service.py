@@ -49,3 +49,30 @@ def test_wrk_measures_a_real_server() -> None:
     assert result.rps > 50 and result.errors == 0
     assert 0 < result.p50_ms <= result.p95_ms <= result.p99_ms
     assert ready_after < 30
+
+
+@pytest.mark.integration
+def test_a_server_is_ended_with_every_process_it_started() -> None:
+    """`invoke bench --service` measures `invoke dev`, whose uvicorn reloader runs the server in
+    a process of its own: ending the server must end those too."""
+    from pathlib import Path
+
+    from devstack.perf.service import descendants, server
+
+    code = (
+        "import subprocess, sys, time, http.server, socketserver, os;"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']);"
+        "socketserver.TCPServer(('127.0.0.1', int(os.environ['PORT'])),"
+        " http.server.SimpleHTTPRequestHandler).serve_forever()"
+    )
+    with server(["-c", code], "/", {}) as running:
+        [child] = descendants(running.pid)
+        assert Path(f"/proc/{child}").exists()
+    assert (
+        not Path(f"/proc/{running.pid}").exists()
+        or "Z" in Path(f"/proc/{running.pid}/stat").read_text().split()[2]
+    )
+    assert (
+        not Path(f"/proc/{child}").exists()
+        or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+    )

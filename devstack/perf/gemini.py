@@ -1,0 +1,346 @@
+"""`invoke bench --gemini` and `--production`: the agent at the speed of the network.
+
+The Gemini path: one agent process whose Gemini is a stand-in in its own process
+(`gemini_standin`, generateContent answering after a set latency), unique questions so that every
+request misses the cache, at 20 and 100 concurrent clients. Each row gives the throughput as a
+share of the ideal (clients / latency: what a server with no cost of its own would serve), the
+latency percentiles, wrk's errors (2 s timeouts included) and the agent's CPU time per request
+(/proc, all its threads, divided by the requests served).
+
+Production-shaped: the same agent with a real Redis (redis-server) and a real Chroma server
+(`chroma run`, the chromadb package's) on loopback; the cache hit against the bare endpoint of
+`invoke bench --service` in the same run, and the cache miss through the slow stand-in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from devstack.core.errors import DevstackError
+from devstack.core.net import free_port
+from devstack.core.tools import require
+from devstack.perf.service import HELLO, Server, Throughput, cpu_seconds, server, wrk
+
+QUESTION = "How do I roll back a Deployment?"
+INFER = "/v1/agent/infer"
+BASE_ENV = {
+    "LOG_LEVEL": "warning",
+    "RATE_LIMIT_PER_MINUTE": "0",
+    "HOST": "127.0.0.1",
+    "LLM_PROVIDER": "gemini",
+    "GEMINI_API_KEY": "bench-key",  # the stand-in takes any key
+    "REDIS_URL": "",
+    "CHROMA_HOST": "",
+}
+
+# The goals of issue #13, printed next to the figures.
+GOAL_CPU_MS = 5.0
+GOAL_IDEAL_SHARE = 0.6
+GOAL_HIT_VS_BARE = 0.5
+
+
+@dataclass(frozen=True)
+class LoadRow:
+    """One wrk run against the agent, with the agent's CPU over the run."""
+
+    clients: int
+    load: Throughput
+    cpu_ms_per_request: float
+    ideal_rps: float | None = None  # clients / latency, for rows through the slow stand-in
+    gemini_calls_per_request: float | None = None
+
+    @property
+    def ideal_share(self) -> float | None:
+        return self.load.rps / self.ideal_rps if self.ideal_rps else None
+
+
+@dataclass(frozen=True)
+class GeminiBench:
+    latency_ms: float
+    seconds: int
+    rows: list[LoadRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProductionBench:
+    latency_ms: float
+    seconds: int
+    bare: Throughput
+    hit: LoadRow
+    miss: LoadRow
+
+
+def measured(
+    agent: Server, name: str, clients: int, seconds: int, unique: bool, ideal_rps: float | None
+) -> LoadRow:
+    """wrk against the agent's infer, with the agent's CPU time before and after."""
+    before = cpu_seconds(agent.pid)
+    load = wrk(
+        agent.url,
+        INFER,
+        name,
+        query=QUESTION,
+        unique=unique,
+        connections=clients,
+        seconds=seconds,
+    )
+    used = cpu_seconds(agent.pid) - before
+    served = max(load.requests, 1)
+    return LoadRow(clients, load, 1000 * used / served, ideal_rps)
+
+
+def gemini_calls(standin: Server) -> int:
+    calls: dict[str, int] = httpx.get(standin.url + "/stats", timeout=5).json()["calls"]
+    return sum(calls.values())
+
+
+@contextlib.contextmanager
+def slow_gemini(latency_ms: float) -> Iterator[Server]:
+    argv = ["-m", "devstack.perf.gemini_standin", "--port", "{port}"]
+    argv += ["--latency-ms", f"{latency_ms:g}"]
+    with server(argv, "/health", {}) as standin:
+        yield standin
+
+
+def agent_env(standin: Server, **extra: str) -> dict[str, str]:
+    return {**BASE_ENV, "GOOGLE_GEMINI_BASE_URL": standin.url, **extra}
+
+
+def gemini_bench(
+    seconds: int = 10, latency_ms: float = 300, clients: tuple[int, ...] = (20, 100)
+) -> GeminiBench:
+    """The Gemini path at each number of clients, every request a cache miss."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, slow_gemini(latency_ms) as standin:
+        env = agent_env(standin, CHROMA_PATH=f"{tmp}/chroma")
+        with server(["-m", "agent", "serve"], "/ready", env) as agent:
+            for n in clients:
+                calls = gemini_calls(standin)
+                row = measured(agent, "infer, cache miss", n, seconds, True, n / latency_ms * 1e3)
+                per_request = (gemini_calls(standin) - calls) / max(row.load.requests, 1)
+                rows.append(
+                    LoadRow(
+                        row.clients,
+                        row.load,
+                        row.cpu_ms_per_request,
+                        row.ideal_rps,
+                        per_request,
+                    )
+                )
+    return GeminiBench(latency_ms, seconds, rows)
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[Server]:
+    argv = ["--port", "{port}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    argv += ["--dir", str(workdir)]
+    with port_server("redis-server", argv, _redis_ping) as running:
+        yield running
+
+
+# The `chroma` command of the chromadb package (the full one, which the dev extra installs).
+CHROMA = "import sys; from chromadb.cli.cli import app; sys.argv[0] = 'chroma'; sys.exit(app())"
+
+
+@contextlib.contextmanager
+def chroma_server(workdir: Path) -> Iterator[Server]:
+    argv = ["-c", CHROMA, "run", "--path", str(workdir / "chroma"), "--host", "127.0.0.1"]
+    argv += ["--port", "{port}"]
+    with server(argv, "/api/v2/heartbeat", {"ANONYMIZED_TELEMETRY": "False"}) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def port_server(tool: str, argv: list[str], ready: Callable[[int], bool]) -> Iterator[Server]:
+    """A non-HTTP server (redis-server) on a free port, ready when `ready(port)` says so."""
+    port = free_port()
+    process = subprocess.Popen(
+        [require(tool), *[a.replace("{port}", str(port)) for a in argv]],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    started = time.perf_counter()
+    try:
+        while not ready(port):
+            if process.poll() is not None or time.perf_counter() - started > 30:
+                raise DevstackError(f"{tool} did not start on 127.0.0.1:{port}")
+            time.sleep(0.05)
+        yield Server(
+            f"redis://127.0.0.1:{port}/0", port, time.perf_counter() - started, process.pid
+        )
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def production_bench(
+    seconds: int = 10, latency_ms: float = 300, connections: int = 8, miss_clients: int = 100
+) -> ProductionBench:
+    """Bare endpoint, then the agent on Redis + Chroma server + slow Gemini: hit and miss."""
+    with server(HELLO, "/docs", {}) as hello:
+        bare = wrk(
+            hello.url,
+            "/hello",
+            "bare uvicorn + FastAPI hello",
+            connections=connections,
+            seconds=seconds,
+        )
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        redis = stack.enter_context(redis_server(tmp))
+        chroma = stack.enter_context(chroma_server(tmp))
+        standin = stack.enter_context(slow_gemini(latency_ms))
+        env = agent_env(
+            standin, REDIS_URL=redis.url, CHROMA_HOST="127.0.0.1", CHROMA_PORT=str(chroma.port)
+        )
+        agent = stack.enter_context(server(["-m", "agent", "serve"], "/ready", env))
+        response = httpx.post(agent.url + INFER, json={"query": QUESTION}, timeout=30)
+        if response.status_code != 200 or response.json().get("degraded"):
+            raise DevstackError("the production-shaped agent does not answer", response.text)
+        hit = measured(agent, "infer, cache hit (Redis)", connections, seconds, False, None)
+        miss = measured(
+            agent,
+            "infer, cache miss (Gemini stand-in, Chroma server, Redis)",
+            miss_clients,
+            seconds,
+            True,
+            miss_clients / latency_ms * 1e3,
+        )
+    return ProductionBench(latency_ms, seconds, bare, hit, miss)
+
+
+def gemini_table(result: GeminiBench) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    columns = (
+        "clients",
+        "req/s",
+        "of ideal",
+        "goal",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "errors",
+        "CPU ms/req",
+        "goal",
+        "Gemini calls/req",
+    )
+    rows = [
+        (
+            str(r.clients),
+            f"{r.load.rps:.0f}",
+            f"{r.ideal_share or 0:.2f} of {r.ideal_rps or 0:.0f}",
+            f">= {GOAL_IDEAL_SHARE}, no errors" if r.clients >= 100 else "",
+            f"{r.load.p50_ms:.0f}",
+            f"{r.load.p95_ms:.0f}",
+            f"{r.load.p99_ms:.0f}",
+            str(r.load.errors),
+            f"{r.cpu_ms_per_request:.2f}",
+            f"<= {GOAL_CPU_MS:g}",
+            f"{r.gemini_calls_per_request or 0:.2f}",
+        )
+        for r in result.rows
+    ]
+    return columns, rows
+
+
+def production_table(result: ProductionBench) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    columns = (
+        "endpoint",
+        "clients",
+        "req/s",
+        "vs",
+        "goal",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "CPU ms/req",
+    )
+    bare, hit, miss = result.bare, result.hit, result.miss
+    rows = [
+        (
+            bare.name,
+            str(hit.clients),
+            f"{bare.rps:.0f}",
+            "1.00 of bare",
+            "",
+            f"{bare.p50_ms:.1f}",
+            f"{bare.p99_ms:.1f}",
+            str(bare.errors),
+            "",
+        ),
+        (
+            hit.load.name,
+            str(hit.clients),
+            f"{hit.load.rps:.0f}",
+            f"{hit.load.rps / bare.rps:.2f} of bare",
+            f">= {GOAL_HIT_VS_BARE} (in-process cache)",
+            f"{hit.load.p50_ms:.1f}",
+            f"{hit.load.p99_ms:.1f}",
+            str(hit.load.errors),
+            f"{hit.cpu_ms_per_request:.2f}",
+        ),
+        (
+            miss.load.name,
+            str(miss.clients),
+            f"{miss.load.rps:.0f}",
+            f"{miss.ideal_share or 0:.2f} of ideal",
+            f">= {GOAL_IDEAL_SHARE}",
+            f"{miss.load.p50_ms:.1f}",
+            f"{miss.load.p99_ms:.1f}",
+            str(miss.load.errors),
+            f"{miss.cpu_ms_per_request:.2f}",
+        ),
+    ]
+    return columns, rows
+
+
+def markdown(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    return [
+        "| " + " | ".join(columns) + " |",
+        "| " + " | ".join("---" for _ in columns) + " |",
+        *["| " + " | ".join(row) + " |" for row in rows],
+    ]
+
+
+def gemini_block(result: GeminiBench, machine: str) -> list[str]:
+    return [
+        f"Measured with `invoke bench --gemini` on {time.strftime('%Y-%m-%d')}, {machine}.",
+        f"One agent process (embedded ChromaDB, in-process cache); Gemini is a stand-in in its "
+        f"own process whose generateContent answers after {result.latency_ms:g} ms; unique "
+        f"questions (every request misses the cache); `wrk`, {result.seconds} s per row, 2 s "
+        "timeout. Ideal: clients / latency. CPU: the agent process's user + system time over the "
+        "run (/proc), divided by the requests served.",
+        "",
+        *markdown(*gemini_table(result)),
+        "",
+    ]
+
+
+def production_block(result: ProductionBench, machine: str) -> list[str]:
+    return [
+        f"Measured with `invoke bench --production` on {time.strftime('%Y-%m-%d')}, {machine}.",
+        "The agent with a real Redis (`redis-server`) and a real Chroma server (`chroma run`) on "
+        f"127.0.0.1, Gemini the stand-in answering after {result.latency_ms:g} ms; the bare "
+        f"endpoint in the same run; `wrk`, {result.seconds} s per row. Goal for the cache hit "
+        f"(in-process, `invoke bench --service`): >= {GOAL_HIT_VS_BARE} of bare.",
+        "",
+        *markdown(*production_table(result)),
+        "",
+    ]
