@@ -34,7 +34,7 @@ def status(word: str) -> str:
 
 
 def echo_command(line: str) -> None:
-    console.print(f"[dim]{line}[/]", soft_wrap=True, markup=False, style="dim")
+    console.print(line, soft_wrap=True, markup=False, style="dim")
 
 
 def show_detail(detail: str) -> None:
