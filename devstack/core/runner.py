@@ -76,7 +76,7 @@ class Runner:
     ) -> Result:
         argv = [*self.command(tool), *args]
         if self.echo is not None:
-            self.echo("$ " + " ".join(argv))
+            self.echo(_shown(argv))
         result = self._execute(argv, Invocation(stdin, capture, timeout, env, cwd, on_line))
         if check and result.returncode != 0:
             output = (result.stderr or result.stdout).strip()
@@ -96,5 +96,10 @@ class Runner:
     ) -> subprocess.Popen[bytes]:
         argv = [*self.command(tool), *args]
         if self.echo is not None:
-            self.echo("$ " + " ".join(argv))
+            self.echo(_shown(argv))
         return self._spawn(argv, env, cwd)
+
+
+def _shown(argv: list[str]) -> str:
+    """The command line as echoed: a script passed as one argument shows as <script>."""
+    return "$ " + " ".join("<script>" if "\n" in arg else arg for arg in argv)
