@@ -23,7 +23,7 @@ UNREACHABLE = "|| echo unreachable"
 
 
 def after_cluster_up(server: ApiServer, root: Path) -> ApiServer:
-    """What `invoke cluster.up` leaves (devstack/cluster.py, `install_addons`): the
+    """What `invoke cluster.up` leaves (devstack/cluster/kind.py, `install_addons`): the
     local-registry-hosting ConfigMap from k8s/cluster, and metrics-server, whose APIService it
     waits to be Available."""
     hosting = yaml.safe_load((root / "k8s" / "cluster" / "local-registry-hosting.yaml").read_text())

@@ -57,6 +57,21 @@ def no_module(monkeypatch, name: str) -> None:
     )
 
 
+def trivy_fails(monkeypatch) -> None:
+    """The first round let trivy's own failure escape `invoke scan` as a traceback."""
+    from devstack.release.trivy import TrivyError
+    from tasks import release
+
+    def scan_image(*args, **kwargs):
+        raise TrivyError(
+            "trivy image failed (exit 1): FATAL no space left",
+            detail="2026 ... FATAL no space left",
+        )
+
+    monkeypatch.setattr(release, "scan_image", scan_image)
+    monkeypatch.setattr(release, "docker", lambda: None)
+
+
 # task -> (argv after `invoke`, setup, what the one line says)
 SCENARIOS = {
     "dev": (["dev", "--port", "70000"], None, "--port 70000 is not a TCP port"),
@@ -69,6 +84,11 @@ SCENARIOS = {
     "build": (["build"], lambda mp: missing(mp, "docker"), "docker not found"),
     "image.build": (["image.build", "--target", "prod"], None, "--target 'prod'"),
     "scan": (["scan", "--image", "nope:1"], None, "nope:1 does not exist here"),
+    "scan (trivy fails)": (
+        ["scan", "--image", "vaia-agent:sha-0000000"],
+        lambda mp: trivy_fails(mp),
+        "trivy image failed (exit 1): FATAL no space left",
+    ),
     "push": (["push", "--image", "nope:1"], None, "nope:1 does not exist here"),
     "deploy": (["deploy", "--image", "vaia-agent:latest"], None, "is not immutable"),
     "rollback": (["rollback"], lambda mp: missing(mp, "kubectl"), "kubectl not found"),
