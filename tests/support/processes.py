@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -145,6 +146,16 @@ class ChromaProcess(ManagedProcess):
             str(port),
         ]
         super().__init__("chroma", argv, port, workdir / "chroma.log")
+
+    def client_settings(self, **overrides: object) -> dict[str, object]:
+        """Settings of an agent that uses this server, in a collection of its own (tests share
+        the server, never a collection), plus `overrides`."""
+        return {
+            "chroma_host": "127.0.0.1",
+            "chroma_port": self.port,
+            "chroma_collection_prefix": f"t{uuid.uuid4().hex[:10]}",
+            **overrides,
+        }
 
     def ready(self) -> bool:
         try:

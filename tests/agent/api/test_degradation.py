@@ -1,7 +1,6 @@
 """Dependencies going away mid-test: real redis-server, a real Chroma server, the Gemini stand-in."""
 
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -54,13 +53,7 @@ def test_redis_killed_mid_test_answers_keep_coming_uncached(redis_server, tmp_pa
 
 
 def test_chroma_stopped_answers_say_they_have_no_sources(chroma_server, tmp_path) -> None:
-    settings = api_settings(
-        tmp_path,
-        chroma_host="127.0.0.1",
-        chroma_port=chroma_server.port,
-        chroma_timeout_seconds=2,
-        chroma_collection_prefix=f"t{uuid.uuid4().hex[:10]}",
-    )
+    settings = api_settings(tmp_path, **chroma_server.client_settings(chroma_timeout_seconds=2))
     with running_app(settings) as c:
         healthy = c.post("/v1/agent/infer", json=ROLLBACK).json()
         assert healthy["sources"] and healthy["degraded"] == []
@@ -209,13 +202,7 @@ def test_paused_chroma_never_freezes_health_and_infers_degrade_within_the_timeou
     chroma_server, tmp_path
 ) -> None:
     """SIGSTOP keeps Chroma's port open with nobody answering: calls and reconnects hang."""
-    settings = api_settings(
-        tmp_path,
-        chroma_host="127.0.0.1",
-        chroma_port=chroma_server.port,
-        chroma_timeout_seconds=1,
-        chroma_collection_prefix=f"t{uuid.uuid4().hex[:10]}",
-    )
+    settings = api_settings(tmp_path, **chroma_server.client_settings(chroma_timeout_seconds=1))
     with (
         serving_app(create_app(settings)) as base,
         httpx.Client(base_url=base, timeout=30) as http,

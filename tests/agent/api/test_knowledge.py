@@ -134,11 +134,9 @@ def test_concurrent_reingests_on_two_replicas_leave_one_complete_version(
     settings = [
         api_settings(
             tmp_path / name,
-            chroma_host="127.0.0.1",
-            chroma_port=chroma_server.port,
-            chroma_collection_prefix=prefix,
-            chroma_timeout_seconds=30,
-            seed_on_startup=False,
+            **chroma_server.client_settings(
+                chroma_collection_prefix=prefix, chroma_timeout_seconds=30, seed_on_startup=False
+            ),
         )
         for name in ("one", "two")
     ]
@@ -218,11 +216,7 @@ def on_server(chroma_process, tmp_path_factory):
     if not chroma_process.ready():
         chroma_process.start(timeout=60)
     settings = api_settings(
-        tmp_path_factory.mktemp("server"),
-        chroma_host="127.0.0.1",
-        chroma_port=chroma_process.port,
-        chroma_collection_prefix=f"t{uuid.uuid4().hex[:10]}",
-        seed_on_startup=False,
+        tmp_path_factory.mktemp("server"), **chroma_process.client_settings(seed_on_startup=False)
     )
     with running_app(settings) as c:
         assert c.post(

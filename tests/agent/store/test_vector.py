@@ -128,12 +128,7 @@ async def test_server_down_raises_store_unavailable_then_recovers(
     chroma_server, make_settings
 ) -> None:
     metrics = Metrics()
-    settings = make_settings(
-        chroma_host="127.0.0.1",
-        chroma_port=chroma_server.port,
-        chroma_timeout_seconds=3,
-        chroma_collection_prefix=f"t{uuid.uuid4().hex[:10]}",
-    )
+    settings = make_settings(**chroma_server.client_settings(chroma_timeout_seconds=3))
     store = KnowledgeStore(settings, HashingEmbedder(256), metrics)
     await store.upsert_document("a", chunk_document("a", "A", "Alpha text about deploys."), {})
     chroma_server.stop()
@@ -165,12 +160,7 @@ async def test_connecting_to_a_paused_server_gives_up_by_itself(
 ) -> None:
     """The pool thread that connects is bounded too, not only the caller that waits for it:
     otherwise threads stuck in chromadb's constructor pile up while Chroma hangs."""
-    settings = make_settings(
-        chroma_host="127.0.0.1",
-        chroma_port=chroma_server.port,
-        chroma_timeout_seconds=1,
-        chroma_collection_prefix=f"t{uuid.uuid4().hex[:10]}",
-    )
+    settings = make_settings(**chroma_server.client_settings(chroma_timeout_seconds=1))
     store = KnowledgeStore(settings, HashingEmbedder(256), Metrics())
     try:
         with chroma_server.paused():
