@@ -20,7 +20,8 @@ from devstack.perf import loadtest as load
 from devstack.perf.breakdown import venv_breakdown
 from devstack.perf.image import image_bench
 from devstack.perf.live_update import LiveUpdateEmulator, dependency_change
-from devstack.perf.service import machine, service_bench, write_benchmarks_md, write_block
+from devstack.perf.reports import BenchReports, markdown
+from devstack.perf.service import machine, service_bench, service_block
 from tasks._base import ROOT, runner, task
 from tasks.image import docker
 
@@ -29,15 +30,16 @@ from tasks.image import docker
     help={
         "image": "the image: size, layers, cold build, rebuild after a code-only change",
         "live_update": "Tilt's inner loop, emulated: edit-to-serve, and a dependency change",
-        "service": "infer throughput and latency (cache hit, miss) against a bare endpoint; "
-        "writes docs/benchmarks.md",
+        "service": "infer throughput and latency (cache hit, miss) against a bare endpoint",
         "gemini": "the Gemini path through a slow stand-in: CPU per request, throughput and "
-        "latency at 20 and 100 clients against the ideal; writes docs/benchmarks.md",
+        "latency at 20 and 100 clients against the ideal",
         "production": "the agent on a real Redis and Chroma server: cache hit and miss against "
-        "the bare endpoint; writes docs/benchmarks.md",
+        "the bare endpoint",
         "latency_ms": "the Gemini stand-in's generateContent latency (default 300)",
         "offline": "build on the stand-in bases (no registry needed)",
         "seconds": "seconds of load per service measurement (default 10)",
+        "report_dir": "where the results go (default reports/bench-<time>)",
+        "update_docs": "also rewrite each measured section's block in docs/benchmarks.md",
     }
 )
 def bench(
@@ -50,26 +52,32 @@ def bench(
     latency_ms: float = 300,
     offline: bool = False,
     seconds: int = 10,
+    report_dir: str = "",
+    update_docs: bool = False,
 ) -> None:
-    """Run benchmarks (all sections when none is named) and print their tables."""
+    """Run benchmarks (all sections when none is named): tables printed, results under reports/
+    (docs/benchmarks.md only with --update-docs)."""
     if seconds < 1:
         raise UsageError(f"--seconds {seconds}: at least 1")
     if latency_ms <= 0:
         raise UsageError(f"--latency-ms {latency_ms}: above 0")
     run_all = not (image or live_update or service or gemini or production)
+    reports = BenchReports.for_run(ROOT, report_dir, update_docs)
     if service or run_all:
-        bench_service(seconds)
+        bench_service(reports, seconds)
     if gemini or run_all:
-        bench_gemini(seconds, latency_ms)
+        bench_gemini(reports, seconds, latency_ms)
     if production or run_all:
-        bench_production(seconds, latency_ms)
+        bench_production(reports, seconds, latency_ms)
     if image or run_all:
-        bench_image(docker(), offline)
+        bench_image(reports, docker(), offline)
     if live_update or run_all:
-        bench_live_update(docker(), offline)
+        bench_live_update(reports, docker(), offline)
+    for path in reports.written:
+        console.print(f"written: {path}")
 
 
-def bench_service(seconds: int) -> None:
+def bench_service(reports: BenchReports, seconds: int) -> None:
     runner().preflight("wrk")
     results, startup = service_bench(ROOT, seconds=seconds)
     baseline = results[0]
@@ -89,37 +97,29 @@ def bench_service(seconds: int) -> None:
     title = "service benchmark (wrk, 8 connections, one process each)"
     console.print(table(title, columns, rows, right=columns[1:]))
     console.print(f"invoke dev: ready with the knowledge base seeded after {startup:.2f} s")
-    path = write_benchmarks_md(ROOT / "docs" / "benchmarks.md", results, startup, seconds)
-    console.print(f"written: {path}")
+    reports.section("service", service_block(results, startup, seconds))
 
 
-def bench_gemini(seconds: int, latency_ms: float) -> None:
+def bench_gemini(reports: BenchReports, seconds: int, latency_ms: float) -> None:
     runner().preflight("wrk")
     result = network.gemini_bench(seconds, latency_ms)
     columns, rows = network.gemini_table(result)
     title = f"the Gemini path (stand-in answering after {latency_ms:g} ms, every request a miss)"
     console.print(table(title, columns, rows, right=columns[1:]))
-    path = write_block(
-        ROOT / "docs" / "benchmarks.md", "--gemini", network.gemini_block(result, machine())
-    )
-    console.print(f"written: {path}")
+    reports.section("gemini", network.gemini_block(result, machine()))
+    network.plot_gemini(result, reports.plot_path("gemini"))
 
 
-def bench_production(seconds: int, latency_ms: float) -> None:
+def bench_production(reports: BenchReports, seconds: int, latency_ms: float) -> None:
     runner().preflight("wrk", "redis-server")
     result = network.production_bench(seconds, latency_ms)
     columns, rows = network.production_table(result)
     title = "production-shaped: Redis and a Chroma server on loopback, Gemini stand-in"
     console.print(table(title, columns, rows, right=columns[1:]))
-    path = write_block(
-        ROOT / "docs" / "benchmarks.md",
-        "--production",
-        network.production_block(result, machine()),
-    )
-    console.print(f"written: {path}")
+    reports.section("production", network.production_block(result, machine()))
 
 
-def bench_image(client: Docker, offline: bool) -> None:
+def bench_image(reports: BenchReports, client: Docker, offline: bool) -> None:
     result = image_bench(client, ROOT, offline=offline, log=console.print)
     rows = [
         ("image size (docker image inspect)", f"{result.size_bytes / 1e6:.1f} MB"),
@@ -136,9 +136,20 @@ def bench_image(client: Docker, offline: bool) -> None:
     console.print(table("/opt/venv by kind of file", ("files", "size"), kinds, right=("size",)))
     largest = [(name, f"{size / 1e6:.1f} MB") for size, name in venv.packages[:15]]
     console.print(table("/opt/venv: the 15 largest", ("package", "size"), largest, ("size",)))
+    reports.section(
+        "image",
+        [
+            f"Measured with `invoke bench --image` on {time.strftime('%Y-%m-%d')}, {machine()}.",
+            "",
+            *markdown(("measure", "value"), rows),
+            "",
+            *markdown(("files", "size"), kinds),
+            "",
+        ],
+    )
 
 
-def bench_live_update(client: Docker, offline: bool, edits: int = 5) -> None:
+def bench_live_update(reports: BenchReports, client: Docker, offline: bool, edits: int = 5) -> None:
     image = build_image(client, ROOT, offline=offline, target="dev", log=console.print).tags[0]
     with LiveUpdateEmulator(client, image, free_port()) as pod:
         times = sorted(pod.edit_and_wait(ROOT).edit_to_serve_seconds for _ in range(edits))
@@ -151,7 +162,18 @@ def bench_live_update(client: Docker, offline: bool, edits: int = 5) -> None:
         ("  of which: new pod until it serves", f"{change.serve_seconds:.1f} s", ""),
     ]
     title = "the inner loop (Tilt, emulated on the dev image)"
-    console.print(table(title, ("measure", "value", "goal"), rows, right=("value", "goal")))
+    columns = ("measure", "value", "goal")
+    console.print(table(title, columns, rows, right=("value", "goal")))
+    reports.section(
+        "live-update",
+        [
+            f"Measured with `invoke bench --live-update` on {time.strftime('%Y-%m-%d')}, "
+            f"{machine()}: {title}.",
+            "",
+            *markdown(columns, rows),
+            "",
+        ],
+    )
 
 
 @task(

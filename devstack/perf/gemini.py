@@ -28,6 +28,7 @@ import httpx
 from devstack.core.errors import DevstackError
 from devstack.core.net import free_port
 from devstack.core.tools import require
+from devstack.perf.reports import markdown
 from devstack.perf.service import HELLO, Server, Throughput, cpu_seconds, server, wrk
 
 QUESTION = "How do I roll back a Deployment?"
@@ -311,14 +312,6 @@ def production_table(result: ProductionBench) -> tuple[tuple[str, ...], list[tup
     return columns, rows
 
 
-def markdown(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    return [
-        "| " + " | ".join(columns) + " |",
-        "| " + " | ".join("---" for _ in columns) + " |",
-        *["| " + " | ".join(row) + " |" for row in rows],
-    ]
-
-
 def gemini_block(result: GeminiBench, machine: str) -> list[str]:
     return [
         f"Measured with `invoke bench --gemini` on {time.strftime('%Y-%m-%d')}, {machine}.",
@@ -344,3 +337,34 @@ def production_block(result: ProductionBench, machine: str) -> list[str]:
         *markdown(*production_table(result)),
         "",
     ]
+
+
+def plot_gemini(result: GeminiBench, path: Path) -> Path:
+    """Throughput against the ideal, and the latency percentiles, by number of clients: the
+    curve shows where the agent stops keeping up with its Gemini."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clients = [r.clients for r in result.rows]
+    figure, (rate, latency) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    rate.plot(clients, [r.load.rps for r in result.rows], "o-", label="served")
+    rate.plot(clients, [r.ideal_rps or 0 for r in result.rows], "k--", label="ideal")
+    rate.set_ylabel("requests/s")
+    rate.legend(loc="upper left")
+    for name, values in (
+        ("p50", [r.load.p50_ms for r in result.rows]),
+        ("p95", [r.load.p95_ms for r in result.rows]),
+        ("p99", [r.load.p99_ms for r in result.rows]),
+    ):
+        latency.plot(clients, values, "o-", label=name)
+    latency.axhline(result.latency_ms, color="k", linestyle=":", label="Gemini stand-in")
+    latency.set_ylabel("latency (ms)")
+    latency.set_xlabel("concurrent clients")
+    latency.legend(loc="upper left")
+    figure.suptitle(f"the Gemini path, stand-in answering after {result.latency_ms:g} ms")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

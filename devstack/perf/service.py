@@ -1,5 +1,5 @@
 """`invoke bench --service`: throughput and latency of the agent against a bare endpoint started
-the same way, measured with wrk; the figures go to docs/benchmarks.md."""
+the same way, measured with wrk; the figures go to the run's report (devstack/perf/reports.py)."""
 
 from __future__ import annotations
 
@@ -227,13 +227,8 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {model}, Python {sys.version.split()[0]}"
 
 
-START_MARK = "<!-- invoke bench --service: start -->"
-END_MARK = "<!-- invoke bench --service: end -->"
-
-
-def write_benchmarks_md(
-    path: Path, results: list[Throughput], startup_s: float, seconds: int
-) -> Path:
+def service_block(results: list[Throughput], startup_s: float, seconds: int) -> list[str]:
+    """The `--service` section: the table and how it was measured."""
     baseline = results[0]
     header = "| endpoint | req/s | slower than bare by | p50 ms | p95 ms | p99 ms | errors |"
     rows = [
@@ -241,9 +236,7 @@ def write_benchmarks_md(
         f"{r.p95_ms:.1f} | {r.p99_ms:.1f} | {r.errors} |"
         for r in results
     ]
-    lines = [
-        "# Benchmarks",
-        "",
+    return [
         f"Measured with `invoke bench --service` on {time.strftime('%Y-%m-%d')}, {machine()}.",
         "Each row: one uvicorn process started the same way, `wrk` with 1 thread and 8 connections",
         f"for {seconds} s, on 127.0.0.1; offline provider, embedded ChromaDB, in-process cache.",
@@ -258,18 +251,3 @@ def write_benchmarks_md(
         "p95 under 50 ms at this load.",
         "",
     ]
-    return write_block(path, "--service", lines[2:])
-
-
-def write_block(path: Path, section: str, lines: list[str]) -> Path:
-    """Rewrite the block between `<!-- invoke bench SECTION: start/end -->`; the notes around
-    it are kept. A section not yet in the file is appended."""
-    start, end = f"<!-- invoke bench {section}: start -->", f"<!-- invoke bench {section}: end -->"
-    block = "\n".join([start, *lines, end])
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if start not in text:
-        text = text.rstrip("\n") + "\n\n" + start + "\n" + end + "\n"
-    before, _, rest = text.partition(start)
-    _, _, after = rest.partition(end)
-    path.write_text(before + block + after)
-    return path

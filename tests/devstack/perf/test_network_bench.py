@@ -13,7 +13,8 @@ from devstack.perf.gemini import (
     production_bench,
     production_block,
 )
-from devstack.perf.service import Throughput, cpu_seconds, write_block
+from devstack.perf.reports import write_block
+from devstack.perf.service import Throughput, cpu_seconds
 
 
 def _row(clients: int, rps: float, ideal: float | None) -> LoadRow:

@@ -1,29 +1,24 @@
 import pytest
 
 from devstack.core.net import free_port
-from devstack.perf.service import (
-    END_MARK,
-    START_MARK,
-    Throughput,
-    start_server,
-    write_benchmarks_md,
-    wrk,
-)
+from devstack.perf.reports import write_block
+from devstack.perf.service import Throughput, service_block, start_server, wrk
 
 RESULTS = [Throughput("bare", 1000, 1, 2, 3, 0), Throughput("hit", 500, 2, 3, 4, 0)]
 
 
 @pytest.mark.unit
 def test_only_the_measured_block_is_rewritten(tmp_path) -> None:
+    start, end = "<!-- invoke bench --service: start -->", "<!-- invoke bench --service: end -->"
     path = tmp_path / "benchmarks.md"
-    path.write_text(f"# B\n\nintro\n\n{START_MARK}\nold\n{END_MARK}\n\n## Notes kept\n")
-    write_benchmarks_md(path, RESULTS, 1.23, 5)
+    path.write_text(f"# B\n\nintro\n\n{start}\nold\n{end}\n\n## Notes kept\n")
+    write_block(path, "--service", service_block(RESULTS, 1.23, 5))
     text = path.read_text()
     assert "old" not in text and "intro" in text and "## Notes kept" in text
     assert "| hit | 500 | 2.00x | 2.0 | 3.0 | 4.0 | 0 |" in text
     assert "1.23 s after it starts" in text
-    write_benchmarks_md(path, RESULTS, 2.0, 5)
-    assert path.read_text().count(START_MARK) == 1
+    write_block(path, "--service", service_block(RESULTS, 2.0, 5))
+    assert path.read_text().count(start) == 1
 
 
 @pytest.mark.integration

@@ -1,0 +1,111 @@
+"""`invoke bench` leaves the checkout as it found it: every section writes under reports/, and
+docs/benchmarks.md changes only with --update-docs. The measurements are replaced by fixed
+results (their own tests run them for real); the task, its files and git are real."""
+
+import shutil
+import subprocess
+import types
+from pathlib import Path
+
+import pytest
+from invoke import Program
+
+import tasks
+from devstack.perf import gemini as network
+from devstack.perf.breakdown import VenvBreakdown
+from devstack.perf.image import ImageBench
+from devstack.perf.live_update import DependencyChange, LiveUpdateResult
+from devstack.perf.service import Throughput
+from tasks import perf
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.unit
+
+SECTIONS = ("service", "gemini", "production", "image", "live-update")
+
+
+def _load(name: str, rps: float = 100) -> Throughput:
+    return Throughput(name, rps, 1.0, 2.0, 3.0, 0, requests=int(rps))
+
+
+class _Pod:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def edit_and_wait(self, root):
+        return LiveUpdateResult("0.1.0+x", 0.5)
+
+
+def fixed_measurements(monkeypatch) -> None:
+    row = network.LoadRow(20, _load("infer, cache miss", 60), 5.0, 66.7, 2.0)
+    monkeypatch.setattr(perf, "service_bench", lambda *a, **k: ([_load("bare"), _load("hit")], 1.0))
+    monkeypatch.setattr(
+        perf.network, "gemini_bench", lambda *a, **k: network.GeminiBench(300, 1, [row, row])
+    )
+    monkeypatch.setattr(
+        perf.network,
+        "production_bench",
+        lambda *a, **k: network.ProductionBench(300, 1, _load("bare"), row, row),
+    )
+    monkeypatch.setattr(perf, "docker", lambda: None)
+    monkeypatch.setattr(
+        perf, "image_bench", lambda *a, **k: ImageBench("vaia-agent:x", 1, [(1, "")], 1, 1, 8)
+    )
+    monkeypatch.setattr(perf, "venv_breakdown", lambda *a: VenvBreakdown([(1, "fastapi")], {}))
+    monkeypatch.setattr(perf, "build_image", lambda *a, **k: types.SimpleNamespace(tags=["x"]))
+    monkeypatch.setattr(perf, "LiveUpdateEmulator", lambda *a: _Pod())
+    monkeypatch.setattr(perf, "dependency_change", lambda *a, **k: DependencyChange(1, 1, []))
+    monkeypatch.setattr(perf, "runner", lambda: types.SimpleNamespace(preflight=lambda *t: None))
+
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch) -> Path:
+    """A git checkout with the project's docs/benchmarks.md and .gitignore, committed."""
+    root = tmp_path / "checkout"
+    (root / "docs").mkdir(parents=True)
+    shutil.copy(ROOT / "docs" / "benchmarks.md", root / "docs" / "benchmarks.md")
+    shutil.copy(ROOT / ".gitignore", root / ".gitignore")
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
+    monkeypatch.setattr(perf, "ROOT", root)
+    fixed_measurements(monkeypatch)
+    return root
+
+
+def status(root: Path) -> str:
+    return subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True
+    ).stdout
+
+
+def bench(*flags: str) -> None:
+    Program(namespace=tasks.ns, version="test").run(["invoke", "bench", *flags], exit=False)
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_every_section_writes_its_report_and_leaves_the_tree_clean(checkout, section) -> None:
+    bench(f"--{section}")
+    assert status(checkout) == ""
+    [report] = (checkout / "reports").glob(f"bench-*/{section}.md")
+    assert "| " in report.read_text()  # the section's table
+
+
+def test_the_gemini_section_draws_its_curve(checkout) -> None:
+    bench("--gemini")
+    [plot] = (checkout / "reports").glob("bench-*/gemini.png")
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_update_docs_rewrites_only_the_measured_block(checkout) -> None:
+    before = (checkout / "docs" / "benchmarks.md").read_text()
+    bench("--service", "--update-docs")
+    assert status(checkout) == " M docs/benchmarks.md\n"
+    after = (checkout / "docs" / "benchmarks.md").read_text()
+    start = "<!-- invoke bench --service: start -->"
+    assert before.split(start)[0] == after.split(start)[0]  # what precedes the block is kept
+    assert "| hit | 100 | 1.00x |" in after
