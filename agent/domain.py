@@ -20,6 +20,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
     StringConstraints,
 )
 
@@ -111,11 +115,13 @@ def _metadata_key(key: str) -> str:
 UnicodeStr = Annotated[str, AfterValidator(valid_unicode)]
 VisibleStr = Annotated[str, AfterValidator(valid_unicode), AfterValidator(visible)]
 MetadataKey = Annotated[str, StringConstraints(pattern=METADATA_KEY), AfterValidator(_metadata_key)]
+# Each member strict: in lax mode a string too long for `str` would be taken by `int` or `float`
+# when it reads as a number ("000...0" became 0), and "true" by `bool`; JSON's types decide.
 MetadataValue = Annotated[
-    bool
-    | Annotated[int, Field(ge=-NUMBER_LIMIT, le=NUMBER_LIMIT)]
-    | Annotated[float, Field(ge=-NUMBER_LIMIT, le=NUMBER_LIMIT)]
-    | Annotated[str, StringConstraints(max_length=METADATA_STRING_MAX)],
+    StrictBool
+    | Annotated[StrictInt, Field(ge=-NUMBER_LIMIT, le=NUMBER_LIMIT)]
+    | Annotated[StrictFloat, Field(ge=-NUMBER_LIMIT, le=NUMBER_LIMIT)]
+    | Annotated[StrictStr, StringConstraints(max_length=METADATA_STRING_MAX)],
     BeforeValidator(_within_limit),
     AfterValidator(lambda v: valid_unicode(v) if isinstance(v, str) else v),
 ]

@@ -60,8 +60,14 @@ def api_schema(tmp_path_factory):
 def test_every_response_matches_the_document(api_schema, method, path, mode) -> None:
     operation = api_schema[path][method]
 
+    # Derandomized: CI runs the same examples every time (a finding is reproduced by rerunning,
+    # not lost with a seed); new examples come with changes to the document itself.
     @settings(
-        max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        max_examples=80,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        derandomize=True,
     )
     @given(case=operation.as_strategy(generation_mode=mode))
     def check(case) -> None:

@@ -71,6 +71,9 @@ def test_reingesting_replaces_the_document(client) -> None:
         ({"documents": [{"title": "t", "text": "x", "metadata": {"document_id": "x"}}]}, 422),
         ({"documents": [{"title": "t", "text": "x", "metadata": {"k": {"nested": 1}}}]}, 422),
         ({"documents": [{"title": "t", "text": "x", "metadata": {"k": [1]}}]}, 422),
+        # Over the string limit, though it reads as a number (schemathesis found it taken as 0).
+        ({"documents": [{"title": "t", "text": "x", "metadata": {"k": "0" * 1001}}]}, 422),
+        ({"documents": [{"title": "t", "text": "x", "metadata": {"k": "1e3" + "0" * 998}}]}, 422),
         ({"documents": [{"title": "t", "text": "x", "extra": 1}]}, 422),
         (
             {
@@ -282,3 +285,16 @@ def test_a_document_the_store_refuses_is_a_422_naming_it(client, monkeypatch) ->
     assert body["errors"][0]["loc"] == ["body", "documents", 1]
     assert body["written"] == ["first"]
     assert client.get("/ready").json()["down"] == []
+
+
+@pytest.mark.unit
+def test_metadata_values_keep_their_json_types() -> None:
+    """A string that reads as a number or a boolean stays a string; numbers stay numbers."""
+    from agent.domain import DocumentIn
+
+    metadata = {"a": "12", "b": "true", "c": 12, "d": 1.5, "e": True}
+    assert DocumentIn(title="t", text="x", metadata=metadata).metadata == metadata
+    for key, value in metadata.items():
+        assert type(DocumentIn(title="t", text="x", metadata={key: value}).metadata[key]) is type(
+            value
+        )
