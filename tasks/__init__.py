@@ -12,7 +12,7 @@ from tasks import cluster, compose, dev, image, perf, release, verify
 
 ns = Collection()
 for root_task in (
-    dev.dev, dev.test, dev.lint, dev.doctor, dev.seed, dev.lock,
+    dev.dev, dev.setup, dev.test, dev.lint, dev.doctor, dev.seed, dev.lock,
     image.build,
     release.scan, release.push, release.deploy, release.rollback, release.cd,
     perf.bench, perf.loadtest,
@@ -23,7 +23,7 @@ for root_task in (
 
 ns.add_collection(Collection("image", image.build))
 ns.add_collection(Collection("compose", compose.up, compose.down))
-ns.add_collection(Collection("cluster", cluster.create, cluster.delete))
+ns.add_collection(Collection("cluster", cluster.create, cluster.delete, cluster.build_binaries))
 ns.add_collection(
     Collection("release", release.scan, release.push, release.deploy, release.rollback, release.cd)
 )

@@ -1,50 +1,106 @@
-"""The local cluster: `invoke cluster.up` / `cluster.down`, and `invoke up` / `down` (the cluster
-and Tilt's inner loop)."""
+"""The local cluster: `invoke cluster.up` / `cluster.down` (kind, or `--engine local`: the pinned
+binaries run by kwokctl), `invoke cluster.build` (those binaries), and `invoke up` / `down` (the
+cluster and Tilt's inner loop)."""
 
 from __future__ import annotations
 
 from invoke import Context
 
+from devstack.cluster.binaries import build_all
 from devstack.cluster.kind import CLUSTER_TOOLS, ClusterCli, cluster_down, cluster_up
-from devstack.cluster.tilt import tilt_ci, tilt_down, tilt_up
-from devstack.core.console import console
-from devstack.core.names import CONTEXT, REGISTRY_HOST
+from devstack.cluster.local import LOCAL_TOOLS, local_down, local_up
+from devstack.cluster.tilt import tilt_build_env, tilt_ci, tilt_down, tilt_up
+from devstack.core.console import console, table
+from devstack.core.errors import UsageError
+from devstack.core.names import CONTEXT, LOCAL_CONTEXT, REGISTRY_HOST
 from devstack.core.tools import inspect
 from tasks._base import ROOT, runner, task
+from tasks.image import docker
+
+ENGINES = {"kind": CONTEXT, "local": LOCAL_CONTEXT}
+ENGINE_HELP = "kind (default: a kind cluster, the laptop path) or local (the pinned binaries on "
+ENGINE_HELP += "this machine, run by kwokctl: for where kind cannot run)"
 
 
-@task(name="up")
-def create(c: Context) -> None:
-    """Create (or complete) the kind cluster `vaia` with the local registry and metrics-server."""
-    cluster_up(ClusterCli(runner()), ROOT, console.print)
-    console.print(f"[green]cluster ready[/]: context {CONTEXT}, registry {REGISTRY_HOST}")
+def context_of(engine: str) -> str:
+    if engine not in ENGINES:
+        raise UsageError(f"--engine {engine!r}: one of {', '.join(ENGINES)}")
+    return ENGINES[engine]
 
 
-@task(name="down")
-def delete(c: Context) -> None:
-    """Delete the kind cluster and the registry container."""
-    cluster_down(ClusterCli(runner()), console.print)
+def bring_up(cli: ClusterCli, engine: str) -> None:
+    if engine == "local":
+        local_up(cli.runner, ROOT, console.print)
+    else:
+        cluster_up(cli, ROOT, console.print)
+
+
+@task(name="up", help={"engine": ENGINE_HELP})
+def create(c: Context, engine: str = "kind") -> None:
+    """Create (or complete) the local cluster with its registry and metrics-server."""
+    cli = ClusterCli(runner(), context_of(engine))
+    bring_up(cli, engine)
+    console.print(f"[green]cluster ready[/]: context {cli.context}, registry {REGISTRY_HOST}")
+
+
+@task(name="down", help={"engine": ENGINE_HELP})
+def delete(c: Context, engine: str = "kind") -> None:
+    """Delete the local cluster and its registry."""
+    cli = ClusterCli(runner(), context_of(engine))
+    if engine == "local":
+        local_down(cli.runner, console.print)
+    else:
+        cluster_down(cli, console.print)
+
+
+@task(name="build")
+def build_binaries(c: Context) -> None:
+    """Build the local engine's programs from source (Kubernetes, etcd, kwok, Tilt,
+    metrics-server, local-path-provisioner: the pinned versions) into the cache outside the
+    repository; what is already there is reused."""
+    results = build_all(runner(), console.print)
+    rows = [
+        (
+            f"{r.program.name} v{r.program.version}",
+            ", ".join(r.program.commands),
+            "cached" if r.cached else f"built in {r.seconds:.0f} s",
+        )
+        for r in results
+    ]
+    console.print(table("the local engine's binaries", ("program", "binaries", "status"), rows))
+    console.print(f"in {results[0].program.folder.parent}")
 
 
 @task(
     name="up",
-    help={"ci": "run `tilt ci` instead: exit once every resource is ready, fail if one is not"},
+    help={
+        "ci": "run `tilt ci` instead: exit once every resource is ready, fail if one is not",
+        "engine": ENGINE_HELP,
+        "offline": "Tilt builds on the stand-in bases (no registry needed), as `invoke build "
+        "--offline` does",
+    },
 )
-def inner_loop_up(c: Context, ci: bool = False) -> None:
+def inner_loop_up(
+    c: Context, ci: bool = False, engine: str = "kind", offline: bool = False
+) -> None:
     """cluster.up, then `tilt up` (the Tilt UI on http://localhost:10350)."""
-    cli = ClusterCli(runner())
-    cli.runner.preflight(*CLUSTER_TOOLS, "tilt")
-    cluster_up(cli, ROOT, console.print)
+    cli = ClusterCli(runner(), context_of(engine))
+    cli.runner.preflight(*(LOCAL_TOOLS if engine == "local" else CLUSTER_TOOLS), "tilt")
+    build_env = tilt_build_env(docker(), offline)
+    bring_up(cli, engine)
     if ci:
-        tilt_ci(cli.runner, ROOT)
+        tilt_ci(cli.runner, ROOT, cli.context, extra_env=build_env)
     else:
-        tilt_up(cli.runner, ROOT)
+        tilt_up(cli.runner, ROOT, cli.context, extra_env=build_env)
 
 
-@task(name="down")
-def inner_loop_down(c: Context) -> None:
+@task(name="down", help={"engine": ENGINE_HELP})
+def inner_loop_down(c: Context, engine: str = "kind") -> None:
     """`tilt down` (if Tilt is installed), then cluster.down."""
-    cli = ClusterCli(runner())
+    cli = ClusterCli(runner(), context_of(engine))
     if inspect("tilt").ok:
-        tilt_down(cli.runner, ROOT)
-    cluster_down(cli, console.print)
+        tilt_down(cli.runner, ROOT, cli.context)
+    if engine == "local":
+        local_down(cli.runner, console.print)
+    else:
+        cluster_down(cli, console.print)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from agent.config import Settings
 from tests.support.gemini_standin import GeminiStandIn
 from tests.support.processes import ChromaProcess, RedisProcess
 
-TIERS = ("unit", "integration", "container", "static", "load")
+TIERS = ("unit", "integration", "container", "static", "load", "cluster")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -186,3 +187,24 @@ def dev_image(docker) -> str:
         secrets={"pip_ca": ca} if ca else None,
     )
     return tag
+
+
+# --- cluster tier -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def local_engine() -> Iterator[str]:
+    """The local engine up, the way a user brings it up (`invoke cluster.up --engine local`);
+    taken down at the end, unless it was already up when the session began. Its context."""
+    from devstack.core.names import LOCAL_CONTEXT
+    from devstack.core.tools import require
+    from tests.support.cluster import invoke
+
+    listed = subprocess.run(
+        [require("kwokctl"), "get", "clusters"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    was_up = "vaia-local" in listed
+    invoke("cluster.up", "--engine", "local")
+    yield LOCAL_CONTEXT
+    if not was_up:
+        invoke("cluster.down", "--engine", "local")

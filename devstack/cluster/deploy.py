@@ -4,6 +4,7 @@ through the runner (recordable in tests)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -16,12 +17,14 @@ from devstack.cluster.kind import ClusterCli
 from devstack.cluster.render import OVERLAYS, render
 from devstack.cluster.secrets import PULL_SECRET, RegistryAuth, fill_secret, secret_values
 from devstack.core.errors import CommandError, DevstackError
-from devstack.core.names import CONTEXT, IMAGE, NAMESPACE
+from devstack.core.names import CONTEXT, IMAGE, LOCAL_CONTEXT, NAMESPACE
 from devstack.core.runner import Result
 from devstack.verify.manifests import pod_spec, workloads
 
-# The context each overlay is meant for; prod names its own through $VAIA_PROD_CONTEXT.
-EXPECTED_CONTEXTS = {"dev": CONTEXT, "ci": CONTEXT}
+# The contexts each overlay is meant for (the first is the default); prod names its own through
+# $VAIA_PROD_CONTEXT. dev and ci run on either local cluster: kind's, or the local engine's.
+LOCAL_CLUSTERS = (CONTEXT, LOCAL_CONTEXT)
+EXPECTED_CONTEXTS = {"dev": LOCAL_CLUSTERS, "ci": LOCAL_CLUSTERS}
 IMMUTABLE = re.compile(
     r"(:sha-[0-9a-f]{7}(-dirty)?|:\d+\.\d+\.\d+[0-9A-Za-z.+-]*|@sha256:[0-9a-f]{64})$"
 )
@@ -31,22 +34,28 @@ class DeployError(DevstackError):
     """A deploy that must not go ahead, or a rollout that failed (and was rolled back)."""
 
 
-def expected_context(overlay: str) -> str | None:
+def expected_contexts(overlay: str) -> tuple[str, ...]:
     if overlay == "prod":
-        return os.environ.get("VAIA_PROD_CONTEXT")
-    return EXPECTED_CONTEXTS.get(overlay)
+        prod = os.environ.get("VAIA_PROD_CONTEXT")
+        return (prod,) if prod else ()
+    return EXPECTED_CONTEXTS.get(overlay, ())
+
+
+def expected_context(overlay: str) -> str | None:
+    """The context an overlay goes to when none is named."""
+    return next(iter(expected_contexts(overlay)), None)
 
 
 def check_context(overlay: str, context: str, force: bool) -> None:
-    expected = expected_context(overlay)
+    expected = expected_contexts(overlay)
     if overlay not in OVERLAYS:
         raise DeployError(f"unknown overlay {overlay!r}: one of {', '.join(OVERLAYS)}")
-    if force or context == expected:
+    if force or context in expected:
         return
     hint = (
         "set VAIA_PROD_CONTEXT"
-        if overlay == "prod" and expected is None
-        else f"expected {expected!r}"
+        if overlay == "prod" and not expected
+        else f"expected {' or '.join(map(repr, expected))}"
     )
     raise DeployError(
         f"refusing to deploy overlay {overlay} to context {context!r} ({hint}); --force overrides"
@@ -111,6 +120,10 @@ def manifests_for(
     return objs
 
 
+FIELD_MANAGER = "vaia-deploy"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
 def deploy(
     cli: ClusterCli,
     root: Path,
@@ -126,18 +139,85 @@ def deploy(
     check_context(overlay, cli.context, force)
     # Secrets travel on stdin only, never on a command line.
     objs = manifests_for(root, overlay, image, allow_offline=allow_offline, pull_secret=pull_secret)
-    cli.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objs))
+    previous = current_revision(cli)
+    apply_server_side(cli, objs)
     log(f"applied overlay {overlay} with {image} to {cli.context}")
     status = _rollout(cli, "status", timeout)
     if status.returncode == 0:
         log("rollout complete")
         return
-    log("rollout failed: undoing it")
+    reason = status.stderr.strip()[-500:]
+    if previous is None:
+        raise DeployError(
+            f"rollout of {image} failed, and this was the first deploy of deployment/{IMAGE} to "
+            f"{cli.context}: there is no earlier revision to go back to ({reason})"
+        )
+    log(f"rollout failed: undoing it (back to revision {previous})")
     _rollout(cli, "undo", check=True)
     _rollout(cli, "status", timeout)
     raise DeployError(
-        f"rollout of {image} failed and was rolled back: {status.stderr.strip()[-500:]}"
+        f"rollout of {image} failed and was rolled back to revision {previous}: {reason}"
     )
+
+
+def apply_server_side(cli: ClusterCli, objs: list[dict[str, Any]]) -> None:
+    """Server-side apply under a field manager of our own: the API server keeps which fields we
+    own in managedFields (names only), instead of kubectl's client-side apply writing the whole
+    object, Secret values included, into the last-applied-configuration annotation, which
+    `kubectl describe` and anyone who can read the object then see. Conflicts are forced: the
+    deploy is the owner of what it applies (a field an operator changed by hand is taken back).
+    An annotation left on a Secret by an earlier client-side apply is removed."""
+    cli.kubectl(
+        "apply",
+        "--server-side",
+        f"--field-manager={FIELD_MANAGER}",
+        "--force-conflicts",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all(objs),
+    )
+    for obj in objs:
+        if obj["kind"] == "Secret" and LAST_APPLIED in secret_annotations(cli, obj):
+            cli.kubectl(
+                "-n",
+                obj["metadata"].get("namespace", NAMESPACE),
+                "annotate",
+                "secret",
+                obj["metadata"]["name"],
+                f"{LAST_APPLIED}-",
+            )
+
+
+def secret_annotations(cli: ClusterCli, obj: dict[str, Any]) -> dict[str, str]:
+    found = cli.kubectl(
+        "-n",
+        obj["metadata"].get("namespace", NAMESPACE),
+        "get",
+        "secret",
+        obj["metadata"]["name"],
+        "-o",
+        "jsonpath={.metadata.annotations}",
+        "--ignore-not-found",
+        check=False,
+    )
+    text = found.stdout.strip()
+    return json.loads(text) if found.returncode == 0 and text else {}
+
+
+def current_revision(cli: ClusterCli) -> int | None:
+    """The agent Deployment's revision before this deploy, or None when there is none yet."""
+    found = cli.kubectl(
+        "-n",
+        NAMESPACE,
+        "get",
+        f"deployment/{IMAGE}",
+        "-o",
+        "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
+        "--ignore-not-found",
+        check=False,
+    )
+    text = found.stdout.strip()
+    return int(text) if found.returncode == 0 and text.isdigit() else None
 
 
 def rollback(cli: ClusterCli, to_revision: int | None = None, timeout: str = "180s") -> None:

@@ -11,6 +11,8 @@ IMAGE = "vaia-agent"  # the image, and the agent's Deployment, Service, HPA and 
 NAMESPACE = "vaia"
 CLUSTER = "vaia"  # kind
 CONTEXT = f"kind-{CLUSTER}"
+LOCAL_CLUSTER = "vaia-local"  # the local engine (kwokctl): `invoke cluster.up --engine local`
+LOCAL_CONTEXT = LOCAL_CLUSTER
 REGISTRY = "kind-registry"  # the local registry's container
 REGISTRY_PORT = 5001  # on 127.0.0.1; kind-registry:5000 inside the cluster network
 REGISTRY_HOST = f"localhost:{REGISTRY_PORT}"
@@ -19,3 +21,20 @@ SECRET = "vaia-agent-secrets"  # noqa: S105 - a name, not a value
 AGENT_PORT = 8080
 CHROMADB_VERSION = "1.5.9"  # the client the agent pins, the server image, the stand-in
 SOURCE = "https://github.com/vaia-devstack/vaia-devstack"
+
+# One Kubernetes version everywhere: the binaries built here (devstack/cluster/binaries.py), the
+# kind node image and kubectl of the workflows, the schema kubernetes-validate checks against and
+# the namespace's Pod Security version (tests/devstack/core/test_names.py checks they agree).
+# 1.32.2: kind v0.27's node image and the workflows' kubectl, the minor the manifests were first
+# validated against, a kubelet that runs on cgroup v1 hosts without opting in (1.35 turns
+# failCgroupV1 on), and a patch whose every staging module the Go module proxy serves (1.32.13's
+# k8s.io/endpointslice is refused there).
+KUBERNETES_VERSION = "1.32.2"
+KUBERNETES_MINOR = ".".join(KUBERNETES_VERSION.split(".")[:2])
+# What builds the local engine (`invoke cluster.up --engine local`), each from its Go module:
+ETCD_VERSION = "3.5.16"  # what kubeadm 1.32 runs
+KWOK_VERSION = "0.8.0"
+TILT_VERSION = "0.37.6"  # the workflows' pin
+COREDNS_VERSION = "1.11.3"  # what kubeadm 1.32 runs
+METRICS_SERVER_VERSION = "0.7.2"  # k8s/cluster/metrics-server (kind)
+LOCAL_PATH_PROVISIONER_VERSION = "0.0.30"  # kind's default StorageClass, `standard`

@@ -78,12 +78,43 @@ def locate_compose() -> list[str] | None:
     return [standalone] if standalone else None
 
 
+def _first_found(*binaries: str) -> list[str] | None:
+    for binary in binaries:
+        path = which(binary)
+        if path:
+            return [path]
+    return None
+
+
 def _found(path: str) -> list[str] | None:
     return [path] if Path(path).exists() else None
 
 
 def locate_python() -> list[str]:
     return [sys.executable]
+
+
+BUILD_HINT = "invoke cluster.build   (builds the pinned version from source into the cache)"
+
+
+def locate_pinned(binary: str, path_too: bool = False) -> Callable[[], list[str] | None]:
+    """A binary of the local engine: its pinned build in the cache (devstack/cluster/binaries.py);
+    for kubectl and tilt, which users also install themselves, else the one on PATH."""
+
+    def locate() -> list[str] | None:
+        from devstack.cluster.binaries import pinned
+
+        found = pinned(binary)
+        if found is not None:
+            return [str(found)]
+        on_path = which(binary) if path_too else None
+        return [on_path] if on_path else None
+
+    return locate
+
+
+def _pinned_tool(binary: str, purpose: str) -> Tool:
+    return Tool(binary, binary, ("--version",), purpose, BUILD_HINT, None, locate_pinned(binary))
 
 
 TOOLS: dict[str, Tool] = {
@@ -120,17 +151,45 @@ TOOLS: dict[str, Tool] = {
             "kubectl",
             ("version", "--client"),
             "manifests, deploys, kustomize",
-            "see https://kubernetes.io/docs/tasks/tools/",
+            f"{BUILD_HINT}; or see https://kubernetes.io/docs/tasks/tools/",
             (1, 27),
+            locate_pinned("kubectl", path_too=True),
         ),
         Tool(
             "tilt",
             "tilt",
             ("version",),
             "the live-update inner loop",
-            "see https://docs.tilt.dev/install.html",
+            f"{BUILD_HINT}; or see https://docs.tilt.dev/install.html",
             (0, 33),
+            locate_pinned("tilt", path_too=True),
         ),
+        Tool(
+            "go",
+            "go",
+            ("version",),
+            "builds the local engine's binaries from source",
+            "Go 1.23 or later: https://go.dev/dl (its module proxy must be reachable)",
+            (1, 23),
+        ),
+        Tool(
+            "node",
+            "node",
+            ("--version",),
+            "builds Tilt's web UI (invoke cluster.build)",
+            "Node.js 20 or later: apt-get install -y nodejs, or https://nodejs.org",
+            (20, 0),
+        ),
+        _pinned_tool("etcd", "the local engine: etcd"),
+        _pinned_tool("kube-apiserver", "the local engine: API server"),
+        _pinned_tool("kube-controller-manager", "the local engine: controllers"),
+        _pinned_tool("kube-scheduler", "the local engine: scheduler"),
+        _pinned_tool("kubelet", "the local engine: the node"),
+        _pinned_tool("kube-proxy", "the local engine: Services on the node"),
+        _pinned_tool("kwok", "the local engine: simulated nodes and pods"),
+        _pinned_tool("kwokctl", "the local engine: runs the control plane"),
+        _pinned_tool("metrics-server", "the local engine: the HPA's CPU metrics"),
+        _pinned_tool("local-path-provisioner", "the local engine: the default StorageClass"),
         Tool(
             "trivy",
             "trivy",
@@ -195,6 +254,22 @@ TOOLS: dict[str, Tool] = {
             "apt-get install -y debootstrap",
         ),
         Tool("git", "git", ("--version",), "image tags from the commit", "apt-get install -y git"),
+        Tool(
+            "chromium",
+            "chromium",
+            ("--version",),
+            "renders /docs offline in the tests (headless)",
+            "apt-get install -y chromium",
+            None,
+            lambda: _first_found("chromium", "chromium-browser"),
+        ),
+        Tool(
+            "apt-get",
+            "apt-get",
+            ("--version",),
+            "installs the system packages (invoke setup, as root)",
+            "a Debian or Ubuntu machine; elsewhere install the packages `invoke doctor` lists",
+        ),
         Tool(
             "python",
             "python3",

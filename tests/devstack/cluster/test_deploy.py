@@ -14,17 +14,34 @@ pytestmark = pytest.mark.unit
 IMAGE = "ghcr.io/vaia-devstack/vaia-agent@sha256:" + "a" * 64
 
 
+REVISION = "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"
+APPLY = ["apply", "--server-side", "--field-manager=vaia-deploy", "--force-conflicts", "-f", "-"]
+STATUS = ["-n", "vaia", "rollout", "status", "deployment/vaia-agent", "--timeout=180s"]
+UNDO = ["-n", "vaia", "rollout", "undo", "deployment/vaia-agent"]
+GET_REVISION = ["-n", "vaia", "get", "deployment/vaia-agent", "-o", REVISION, "--ignore-not-found"]
+GET_SECRET = [
+    "-n", "vaia", "get", "secret", "vaia-agent-secrets",
+    "-o", "jsonpath={.metadata.annotations}", "--ignore-not-found",
+]  # fmt: skip
+
+
 class Kubectl:
-    def __init__(self, rollout_ok: bool = True) -> None:
+    def __init__(self, rollout_ok: bool = True, revision: str = "3", annotations: str = "") -> None:
         self.rollout_ok = rollout_ok
+        self.revision = revision
+        self.annotations = annotations
         self.calls: list[list[str]] = []
         self.applied = ""
 
     def __call__(self, argv, how) -> Result:
         args = list(argv[1:])
         self.calls.append(args)
-        if args[2:4] == ["apply", "-f"]:
+        if "apply" in args:
             self.applied = how.stdin
+        if args[2:] == GET_REVISION:
+            return Result(0, self.revision)
+        if args[2:] == GET_SECRET:
+            return Result(0, self.annotations)
         if (
             "status" in args
             and not self.rollout_ok
@@ -41,10 +58,7 @@ def tools(kubectl: Kubectl) -> ClusterCli:
 def test_a_good_rollout_applies_the_pinned_image(tmp_path) -> None:
     kubectl = Kubectl()
     deploy(tools(kubectl), ROOT, "ci", IMAGE, log=lambda _: None)
-    assert [c[2:] for c in kubectl.calls] == [
-        ["apply", "-f", "-"],
-        ["-n", "vaia", "rollout", "status", "deployment/vaia-agent", "--timeout=180s"],
-    ]
+    assert [c[2:] for c in kubectl.calls] == [GET_REVISION, APPLY, GET_SECRET, STATUS]
     assert all(c[:2] == ["--context", "kind-vaia"] for c in kubectl.calls)
     assert f"image: {IMAGE}" in kubectl.applied
     assert "image: localhost:5001/vaia-agent:sha-0000000" not in kubectl.applied
@@ -61,14 +75,27 @@ def test_the_key_reaches_kubectl_on_stdin_only(monkeypatch) -> None:
 
 def test_a_failed_rollout_is_undone_and_fails() -> None:
     kubectl = Kubectl(rollout_ok=False)
-    with pytest.raises(DeployError, match="failed and was rolled back"):
+    with pytest.raises(DeployError, match="failed and was rolled back to revision 3"):
         deploy(tools(kubectl), ROOT, "ci", IMAGE, log=lambda _: None)
     assert [c[2:] for c in kubectl.calls] == [
-        ["apply", "-f", "-"],
-        ["-n", "vaia", "rollout", "status", "deployment/vaia-agent", "--timeout=180s"],
-        ["-n", "vaia", "rollout", "undo", "deployment/vaia-agent"],
-        ["-n", "vaia", "rollout", "status", "deployment/vaia-agent", "--timeout=180s"],
-    ]
+        GET_REVISION, APPLY, GET_SECRET, STATUS, UNDO, STATUS,
+    ]  # fmt: skip
+
+
+def test_a_failed_first_deploy_says_there_is_no_earlier_revision() -> None:
+    kubectl = Kubectl(rollout_ok=False, revision="")
+    with pytest.raises(DeployError, match="first deploy .* no earlier revision to go back to"):
+        deploy(tools(kubectl), ROOT, "ci", IMAGE, log=lambda _: None)
+    assert [c[2:] for c in kubectl.calls] == [GET_REVISION, APPLY, GET_SECRET, STATUS]
+
+
+def test_an_annotation_left_by_a_client_side_apply_is_taken_off_the_secret() -> None:
+    kubectl = Kubectl(annotations='{"kubectl.kubernetes.io/last-applied-configuration": "{}"}')
+    deploy(tools(kubectl), ROOT, "ci", IMAGE, log=lambda _: None)
+    assert kubectl.calls[3][2:] == [
+        "-n", "vaia", "annotate", "secret", "vaia-agent-secrets",
+        "kubectl.kubernetes.io/last-applied-configuration-",
+    ]  # fmt: skip
 
 
 def test_mutable_images_are_refused() -> None:
@@ -84,6 +111,7 @@ def test_the_wrong_context_is_refused_unless_forced(monkeypatch) -> None:
     with pytest.raises(DeployError, match="refusing to deploy overlay ci to context 'prod-eu'"):
         check_context("ci", "prod-eu", force=False)
     check_context("ci", "prod-eu", force=True)
+    check_context("ci", "vaia-local", force=False)  # the local engine is a local cluster too
     monkeypatch.delenv("VAIA_PROD_CONTEXT", raising=False)
     with pytest.raises(DeployError, match="set VAIA_PROD_CONTEXT"):
         check_context("prod", "kind-vaia", force=False)

@@ -31,10 +31,25 @@ def test_parse_version(text, version) -> None:
 
 def test_missing_tool_message_says_what_to_install(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("VAIA_CACHE_DIR", str(tmp_path / "cache"))  # no pinned build either
     with pytest.raises(
-        MissingToolError, match=r"^tilt not found: see https://docs.tilt.dev/install.html$"
+        MissingToolError,
+        match=r"^tilt not found: invoke cluster.build .*; or see https://docs.tilt.dev/install.html$",
     ):
         require("tilt")
+
+
+def test_a_pinned_build_in_the_cache_is_found_before_the_path(monkeypatch, tmp_path) -> None:
+    from devstack.cluster.binaries import program_of
+
+    fake_tool(tmp_path, "kubectl", "Client Version: v1.30.0")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("VAIA_CACHE_DIR", str(tmp_path / "cache"))
+    assert require("kubectl") == str(tmp_path / "kubectl")
+    pinned = program_of("kubectl").path("kubectl")
+    pinned.parent.mkdir(parents=True)
+    fake_tool(pinned.parent, "kubectl", "Client Version: v1.32.2")
+    assert require("kubectl") == str(pinned)
 
 
 def test_found_tool_reports_path_and_version(monkeypatch, tmp_path) -> None:

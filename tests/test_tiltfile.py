@@ -1,0 +1,68 @@
+"""The Tiltfile, run by the real Tilt (`tilt ci`, the pinned build) against the local engine's
+real API server: today's brings every auto-started resource up; the first round's deadlocks."""
+
+import pytest
+
+from devstack.core.names import NAMESPACE
+from tests.support.cluster import ROOT, checkout_copy, fresh_namespace, get, invoke, wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def test_tilt_ci_brings_every_resource_up_on_the_local_engine(local_engine) -> None:
+    fresh_namespace()
+    output = invoke("up", "--engine", "local", "--ci", "--offline", timeout=1500)
+    assert "SUCCESS. All workloads are healthy." in output
+    pods = get("-n", NAMESPACE, "get", "pods")["items"]
+    owners = {p["metadata"]["labels"]["app.kubernetes.io/name"] for p in pods}
+    assert owners == {"vaia-agent", "redis", "chromadb"}
+    for pod in pods:
+        ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Ready"]
+        assert ready == "True", pod["metadata"]["name"]
+    # The dev overlay's two replicas (the HPA's minimum), from the image Tilt pushed to the
+    # local registry.
+    agents = wait_for(lambda: agent_pods(2), 90, "the HPA's second replica")
+    assert {p["spec"]["containers"][0]["image"].rsplit(":", 1)[0] for p in agents} == {
+        "localhost:5001/vaia-agent"
+    }
+
+
+def agent_pods(count: int) -> list:
+    pods = get("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=vaia-agent")["items"]
+    running = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    return running if len(running) == count else []
+
+
+def test_the_secret_tilt_deploys_carries_no_value_in_annotations_or_managed_fields(
+    local_engine, monkeypatch
+) -> None:
+    fresh_namespace()
+    monkeypatch.setenv("GEMINI_API_KEY", "k-tilt-secret-value-42")
+    invoke("up", "--engine", "local", "--ci", "--offline", timeout=1500)
+    secret = get("-n", NAMESPACE, "get", "secret", "vaia-agent-secrets", "--show-managed-fields")
+    metadata = str(secret["metadata"])
+    assert "k-tilt-secret-value-42" not in metadata
+    assert "kubectl.kubernetes.io/last-applied-configuration" not in secret["metadata"].get(
+        "annotations", {}
+    )
+    assert {m["manager"] for m in secret["metadata"]["managedFields"]} == {"tilt-vaia"}
+
+
+def test_tilt_ci_fails_on_the_first_round_tiltfile(local_engine, tmp_path) -> None:
+    """The first round's Tiltfile, with only what the machine around it changed since brought up
+    to date (the context it allows, the secrets file it wrote): its namespace is an object of
+    vaia-agent, which waits for redis and chromadb, which need the namespace."""
+    checkout = checkout_copy(tmp_path / "checkout")
+    first_round = (ROOT / "tests" / "fixtures" / "Tiltfile.first-round").read_text()
+    first_round = first_round.replace(
+        "allow_k8s_contexts('kind-vaia')", "allow_k8s_contexts('vaia-local')"
+    ).replace(
+        "local('python3 -m devstack.secrets k8s/base/secrets.env', quiet=True, echo_off=True)", ""
+    )
+    (checkout / "Tiltfile").write_text(first_round)
+    fresh_namespace()
+    output = invoke(
+        "up", "--engine", "local", "--ci", "--offline", cwd=checkout, check=False, timeout=900
+    )
+    assert not output.startswith("exit 0"), output[-3000:]
+    assert 'namespaces "vaia" not found' in output, output[-3000:]
