@@ -84,7 +84,7 @@ def test_a_failed_rollout_is_undone_and_fails() -> None:
 
 def test_a_failed_first_deploy_says_there_is_no_earlier_revision() -> None:
     kubectl = Kubectl(rollout_ok=False, revision="")
-    with pytest.raises(DeployError, match="first deploy .* no earlier revision to go back to"):
+    with pytest.raises(DeployError, match=r"first deploy .* no earlier revision to go back to"):
         deploy(tools(kubectl), ROOT, "ci", IMAGE, log=lambda _: None)
     assert [c[2:] for c in kubectl.calls] == [GET_REVISION, APPLY, GET_SECRET, STATUS]
 
