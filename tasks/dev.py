@@ -13,10 +13,12 @@ from invoke import Context
 
 from devstack.core.console import console, table
 from devstack.core.errors import DevstackError, MissingToolError, UsageError
+from devstack.core.setup import preflight, selected_tiers
+from devstack.core.setup import setup as setup_machine
 from devstack.core.tools import TOOLS, inspect, python_packages
-from tasks._base import PY, ROOT, task
+from tasks._base import PY, ROOT, runner, task
 
-TIERS = ("unit", "integration", "container", "static", "load", "slow")
+TIERS = ("unit", "integration", "container", "static", "load", "cluster", "slow")
 _MARKER_WORDS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -77,12 +79,20 @@ def test(c: Context, marker: str = "", keyword: str = "") -> None:  # noqa: PT02
     if marker:
         check_marker(marker)
         args += ["-m", marker]
+    preflight(selected_tiers(marker), console.print)
     if keyword:
         args += ["-k", keyword]
     extra = c.remainder if hasattr(c, "remainder") else ""
     command = f"{PY} -m pytest {shlex.join(args)} {extra}".strip()
     with c.cd(str(ROOT)):
         c.run(command, pty=sys.stdout.isatty())
+
+
+@task
+def setup(c: Context) -> None:
+    """Make this machine able to run the whole suite: system packages (apt, as root), the Docker
+    daemon, checkov's venv, the local engine's binaries built from source. Idempotent."""
+    setup_machine(runner(), console.print)
 
 
 @task

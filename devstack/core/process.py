@@ -110,6 +110,23 @@ def spawn(
         raise MissingToolError(f"{argv[0]} is gone: {exc.strerror}") from exc
 
 
+def daemonize(argv: Sequence[str], log: Path) -> int:
+    """Start a daemon that outlives this process (a new session, its output in `log`); its pid."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+    except FileNotFoundError as exc:
+        raise MissingToolError(f"{argv[0]} is gone: {exc.strerror}") from exc
+    return process.pid
+
+
 def _name(argv: Sequence[str]) -> str:
     words = [Path(argv[0]).name, *[a for a in argv[1:3] if not a.startswith("-")]]
     return " ".join(words)

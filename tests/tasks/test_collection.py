@@ -22,10 +22,10 @@ def test_namespaced_tasks_and_the_root_names_the_workflows_and_readme_use() -> N
     names = set(tasks.ns.task_names)
     assert {
         "dev", "test", "lint", "doctor", "seed", "lock", "verify", "build", "scan", "push",
-        "deploy", "rollback", "cd", "bench", "loadtest", "up", "down",
+        "deploy", "rollback", "cd", "bench", "loadtest", "up", "down", "setup",
     } <= names  # fmt: skip
     assert {
-        "image.build", "compose.up", "compose.down", "cluster.up", "cluster.down",
+        "image.build", "compose.up", "compose.down", "cluster.up", "cluster.down", "cluster.build",
         "release.scan", "release.push", "release.deploy", "release.rollback", "release.cd",
         "perf.bench", "perf.loadtest",
     } <= names  # fmt: skip
@@ -57,6 +57,20 @@ def no_module(monkeypatch, name: str) -> None:
     )
 
 
+def nothing_built(monkeypatch, *tools_missing: str) -> None:
+    import tempfile
+
+    missing(monkeypatch, *tools_missing)
+    monkeypatch.setenv("VAIA_CACHE_DIR", tempfile.mkdtemp(prefix="empty-cache-"))
+
+
+def not_root(monkeypatch, *tools_missing: str) -> None:
+    from devstack.core import setup
+
+    missing(monkeypatch, *tools_missing)
+    monkeypatch.setattr(setup, "is_root", lambda: False)
+
+
 def trivy_fails(monkeypatch) -> None:
     """The first round let trivy's own failure escape `invoke scan` as a traceback."""
     from devstack.release.trivy import TrivyError
@@ -76,6 +90,14 @@ def trivy_fails(monkeypatch) -> None:
 SCENARIOS = {
     "dev": (["dev", "--port", "70000"], None, "--port 70000 is not a TCP port"),
     "test": (["test", "-m", "unti"], None, "unknown test tier 'unti'"),
+    "test (a tool missing)": (
+        ["test", "-m", "integration"],
+        lambda mp: missing(mp, "redis-server"),
+        "1 tool(s) missing for the selected tiers: `invoke setup` installs them",
+    ),
+    "setup": (["setup"], lambda mp: not_root(mp, "wrk"), "system packages missing: run as root"),
+    "cluster.build": (["cluster.build"], lambda mp: nothing_built(mp, "go"), "go not found"),
+    "cluster.up (engine)": (["cluster.up", "--engine", "minikube"], None, "--engine 'minikube'"),
     "lint": (["lint"], lambda mp: no_module(mp, "ruff"), "ruff is not installed"),
     "lock": (["lock"], lambda mp: no_module(mp, "uv"), "uv is not installed"),
     "doctor": (["doctor", "--strict"], lambda mp: missing(mp, "tilt"), "missing or too old"),

@@ -1,0 +1,212 @@
+"""What a machine needs before the whole suite can pass, and `invoke setup`, which provides it.
+
+Each test tier needs some external tools (TIER_TOOLS). `invoke test` checks those of the tiers it
+is about to run and, when one is missing, says so in one line per tool, with how to get it,
+before running anything. `invoke setup` installs what is missing and is idempotent: Debian
+packages through apt when run as root (one line naming them otherwise), the Docker daemon
+started, checkov in a virtualenv of its own, and the local engine's binaries built from source
+into the cache (devstack/cluster/binaries.py), kubectl at the pinned Kubernetes version among
+them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.core.errors import DevstackError, MissingToolError
+from devstack.core.names import REPO
+from devstack.core.process import daemonize
+from devstack.core.runner import Runner
+from devstack.core.tools import TOOLS, ToolStatus, inspect
+
+Log = Callable[[str], None]
+
+LOCAL_ENGINE = (
+    "go",
+    "kwokctl",
+    "kwok",
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "metrics-server",
+    "local-path-provisioner",
+    "tilt",
+)
+# The external tools each tier's tests run (Python packages come with `pip install -e .[dev]`).
+TIER_TOOLS: dict[str, tuple[str, ...]] = {
+    "unit": ("git",),
+    "integration": ("redis-server", "wrk", "chromium", "git"),
+    "static": ("kubectl", "hadolint", "trivy", "actionlint", "zizmor", "checkov"),
+    "container": ("docker", "compose", "debootstrap", "docker-registry", "trivy", "git"),
+    "load": ("locust",),
+    "cluster": ("docker", "docker-registry", "kubectl", *LOCAL_ENGINE),
+}
+TIERS = tuple(TIER_TOOLS)
+# The Debian package that gives each tool apt can install.
+APT_PACKAGES = {
+    "redis-server": "redis-server",
+    "docker": "docker.io",
+    "debootstrap": "debootstrap",
+    "wrk": "wrk",
+    "docker-registry": "docker-registry",
+    "chromium": "chromium",
+    "git": "git",
+}
+CHECKOV_VERSION = "3.3.30"
+CHECKOV_VENV = REPO / ".venv-checkov"
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def selected_tiers(expression: str) -> list[str]:
+    """The tiers a `-m` expression can select (every test has exactly one tier; `slow` may be
+    on it or not). The words are checked against the known ones before anything is evaluated."""
+    if not expression.strip():
+        return list(TIERS)
+    chosen = []
+    for tier in TIERS:
+        for slow in (False, True):
+            values = {name: name == tier for name in TIERS} | {"slow": slow}
+            if _evaluate(expression, values):
+                chosen.append(tier)
+                break
+    return chosen
+
+
+def _evaluate(expression: str, values: dict[str, bool]) -> bool:
+    def word(match: re.Match[str]) -> str:
+        name = match.group(0)
+        return name if name in ("and", "or", "not") else str(values[name])
+
+    python = _WORD.sub(word, expression)
+    return bool(eval(python, {"__builtins__": {}}))  # noqa: S307 - only True/False/and/or/not
+
+
+@dataclass(frozen=True)
+class Missing:
+    tool: str
+    tiers: tuple[str, ...]
+    problem: str
+
+    def line(self) -> str:
+        return f"missing for the {', '.join(self.tiers)} tier(s): {self.problem}"
+
+
+def missing_tools(
+    tiers: Iterable[str], inspect_tool: Callable[[str], ToolStatus] = inspect
+) -> list[Missing]:
+    """Every tool the tiers need that cannot run here, with its install line."""
+    needed: dict[str, list[str]] = {}
+    for tier in tiers:
+        for tool in TIER_TOOLS[tier]:
+            needed.setdefault(tool, []).append(tier)
+    found = []
+    for tool, by in needed.items():
+        status = inspect_tool(tool)
+        if not status.ok:
+            found.append(Missing(tool, tuple(by), status.problem or f"{tool} unavailable"))
+    return found
+
+
+def preflight(
+    tiers: Iterable[str], log: Log, inspect_tool: Callable[[str], ToolStatus] = inspect
+) -> None:
+    """`invoke test`'s check: one line per missing tool, then one error, before any test runs."""
+    missing = missing_tools(tiers, inspect_tool)
+    for item in missing:
+        log(item.line())
+    if missing:
+        raise MissingToolError(
+            f"{len(missing)} tool(s) missing for the selected tiers: `invoke setup` installs "
+            "them (system packages as root), or install each as listed above"
+        )
+
+
+# --- invoke setup ---------------------------------------------------------------------------
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def install_packages(runner: Runner, log: Log, root: bool | None = None) -> list[str]:
+    """The Debian packages of the tools that are missing, through apt (as root)."""
+    packages = sorted({APT_PACKAGES[t] for t in APT_PACKAGES if not inspect(t).ok})
+    if not packages:
+        log("system packages: all there")
+        return []
+    command = f"apt-get update && apt-get install -y {' '.join(packages)}"
+    if not (is_root() if root is None else root):
+        raise MissingToolError(f"system packages missing: run as root: {command}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    runner.run("apt-get", "update", "-qq", env=env, timeout=1800)
+    runner.run("apt-get", "install", "-y", "-qq", *packages, env=env, timeout=3600)
+    log(f"installed: {' '.join(packages)}")
+    return packages
+
+
+def start_docker(runner: Runner, log: Log, wait_seconds: float = 60) -> None:
+    """The Docker daemon answering; started in the background (as root) when it is not."""
+    from devstack.image.docker import Docker
+
+    client = Docker(runner)
+    try:
+        client.daemon_ready()
+        log("docker daemon: answering")
+        return
+    except MissingToolError:
+        if not is_root():
+            raise
+    log("docker daemon: starting dockerd")
+    daemonize(["dockerd"], Path("/var/log/dockerd-vaia.log"))
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            client.daemon_ready()
+            return
+        except MissingToolError:
+            if time.monotonic() > deadline:
+                raise MissingToolError(
+                    f"dockerd did not answer within {wait_seconds:.0f} s: see "
+                    "/var/log/dockerd-vaia.log"
+                ) from None
+            time.sleep(1)
+
+
+def install_checkov(runner: Runner, log: Log, venv: Path = CHECKOV_VENV) -> None:
+    """checkov in a virtualenv of its own: it pins packaging<24, which pytest 9 cannot use."""
+    if inspect("checkov").ok:
+        log("checkov: there")
+        return
+    runner.run("python", "-m", "venv", str(venv))
+    pip = str(venv / "bin" / "pip")
+    done = Runner(echo=runner.echo, resolve=lambda _: [pip])
+    done.run("pip", "install", "-q", f"checkov=={CHECKOV_VERSION}", timeout=1800)
+    log(f"checkov {CHECKOV_VERSION}: installed in {venv}")
+
+
+def setup(runner: Runner, log: Log) -> None:
+    from devstack.cluster.binaries import build_all
+
+    install_packages(runner, log)
+    start_docker(runner, log)
+    install_checkov(runner, log)
+    if not inspect("go").ok:
+        raise MissingToolError(TOOLS["go"].install)
+    for built in build_all(runner, log):
+        state = "cached" if built.cached else f"built in {built.seconds:.0f} s"
+        log(f"{built.program.name} v{built.program.version}: {state}")
+    still = missing_tools(TIERS)
+    for item in still:
+        log(item.line())
+    if still:
+        raise DevstackError(f"{len(still)} tool(s) still missing after setup (listed above)")
+    log(f"ready: every tier's tools are here ({sys.executable})")
