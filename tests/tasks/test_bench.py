@@ -8,9 +8,7 @@ import types
 from pathlib import Path
 
 import pytest
-from invoke import Program
 
-import tasks
 from devstack.perf import gemini as network
 from devstack.perf.breakdown import VenvBreakdown
 from devstack.perf.image import ImageBench
@@ -18,6 +16,7 @@ from devstack.perf.live_update import DependencyChange, LiveUpdateResult
 from devstack.perf.service import Throughput
 from tasks import perf
 from tests.conftest import ROOT
+from tests.support.tasks import run_invoke
 
 pytestmark = pytest.mark.unit
 
@@ -84,7 +83,7 @@ def status(root: Path) -> str:
 
 
 def bench(*flags: str) -> None:
-    Program(namespace=tasks.ns, version="test").run(["invoke", "bench", *flags], exit=False)
+    run_invoke("bench", *flags, exit=False)
 
 
 @pytest.mark.parametrize("section", SECTIONS)

@@ -5,11 +5,11 @@ import dataclasses
 import inspect
 
 import pytest
-from invoke import Program
 
 import tasks
 from devstack.core import tools
 from devstack.core.net import free_port
+from tests.support.tasks import run_invoke
 
 pytestmark = pytest.mark.unit
 
@@ -148,7 +148,7 @@ def test_a_failure_ends_in_one_clear_line_and_no_traceback(
         setup(monkeypatch)
     argv = [arg.replace("{port}", str(free_port())) for arg in argv]
     with pytest.raises(SystemExit) as exited:
-        Program(namespace=tasks.ns, version="test").run(["invoke", *argv])
+        run_invoke(*argv)
     assert exited.value.code not in (0, None)
     err = capsys.readouterr().err
     assert "Traceback" not in err
