@@ -252,7 +252,8 @@ class Run:
     name: str
     space: str
     floor: float
-    floor_source: str  # where the floor comes from: "calibrated", "RETRIEVAL_MIN_SCORE", ...
+    # "shipped" (agent/embeddings/floors.py), "calibrated" (on these rankings), or a setting
+    floor_source: str
     figures: Figures
     ranked: tuple[Ranked, ...]
     calibrated: float  # the floor `calibrate` suggests for these rankings
@@ -274,7 +275,7 @@ def answers_table(runs: Sequence[Run]) -> tuple[tuple[str, ...], list[tuple[str,
         "hit@3",
         "correct refusals",
         "answerable refused",
-        "calibrated floor",
+        "calibrated here",
     )
     rows = []
     for run in runs:
@@ -324,6 +325,7 @@ def plot_answers(runs: Sequence[Run], path: Path) -> Path:
     for run in runs:
         ks = sorted(run.figures.hits)
         hits.plot(ks, [run.figures.hit_at(k) for k in ks], "o-", label=run.name)
+    hits.set_xticks(sorted(runs[0].figures.hits) if runs else [])
     hits.set_xlabel("k (distinct sections)")
     hits.set_ylabel("hit@k")
     hits.set_ylim(0, 1)
@@ -334,7 +336,7 @@ def plot_answers(runs: Sequence[Run], path: Path) -> Path:
             tops.scatter(best, [row + (0.1 if answerable else -0.1)] * len(best), c=colour, s=14)
         tops.plot([run.floor, run.floor], [row - 0.3, row + 0.3], "k-")
     tops.set_yticks(range(len(runs)), [run.name for run in runs], fontsize=8)
-    tops.set_xlabel("best passage's score (green: answerable, red: not; bar: the floor)")
+    tops.set_xlabel("best passage's score: green answerable, red not; bar: the floor")
     figure.suptitle("answer evaluation")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -360,7 +362,7 @@ async def answers_bench(cases: Sequence[Case] | None = None) -> list[Run]:
         ranked = await rank(cases, search)
     runs = [
         evaluated("hashing (before)", hashing.space, ranked, min_score, "RETRIEVAL_MIN_SCORE"),
-        evaluated("hashing", hashing.space, ranked, CALIBRATED_FLOORS[hashing.space], "calibrated"),
+        evaluated("hashing", hashing.space, ranked, CALIBRATED_FLOORS[hashing.space], "shipped"),
     ]
     if minilm.missing():
         return runs
@@ -375,6 +377,6 @@ async def answers_bench(cases: Sequence[Case] | None = None) -> list[Run]:
         ranked = await rank(cases, search)
     floor = CALIBRATED_FLOORS[hybrid.space]
     runs.append(
-        evaluated("all-MiniLM-L6-v2 + words (after)", hybrid.space, ranked, floor, "calibrated")
+        evaluated("all-MiniLM-L6-v2 + words (after)", hybrid.space, ranked, floor, "shipped")
     )
     return runs
