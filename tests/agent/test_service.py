@@ -133,3 +133,36 @@ async def test_an_uncalibrated_embedder_has_no_floor(make_settings) -> None:
         assert components.service.relevance_floor is None
     finally:
         await components.aclose()
+
+
+async def test_a_store_made_with_the_hashing_embedder_gets_the_models_collection_seeded(
+    make_settings,
+) -> None:
+    """An existing .vaia/chroma from before the model: the model's collection is new, so it is
+    seeded at start; the hashing collection is left as it was."""
+    from agent.wiring import seed_if_empty
+
+    old = build_components(make_settings(offline_embedder="hashing"))
+    try:
+        await seed_if_empty(old)
+        assert old.seeding == "done"
+        old_count = await old.store.count()
+    finally:
+        await old.aclose()
+
+    new = build_components(make_settings(offline_embedder="auto"))
+    try:
+        assert new.store.collection_name != old.store.collection_name
+        await seed_if_empty(new)
+        assert new.seeding == "done"
+        assert await new.store.count() == old_count
+        answer = await new.service.infer("my volume claim never gets bound", None, None)
+        assert answer.sources[0].section == "A PersistentVolumeClaim stuck in Pending"
+    finally:
+        await new.aclose()
+
+    again = build_components(make_settings(offline_embedder="hashing"))
+    try:
+        assert await again.store.count() == old_count
+    finally:
+        await again.aclose()
