@@ -22,6 +22,9 @@ from pydantic_settings import (
 SECRETS_DIR_VARIABLE = "SECRETS_DIR"
 
 ProviderName = Literal["auto", "gemini", "offline"]
+# What the offline provider retrieves with: auto is all-MiniLM-L6-v2 (with the words' share,
+# agent/embeddings/hybrid.py) when its package is installed, else the hashing embedder.
+OfflineEmbedderName = Literal["auto", "minilm", "hashing"]
 
 
 class Settings(BaseSettings):
@@ -38,6 +41,7 @@ class Settings(BaseSettings):
     gemini_embed_model: str = "gemini-embedding-001"
     google_gemini_base_url: str | None = None
     embed_dimensions: int = Field(768, ge=64, le=3072)
+    offline_embedder: OfflineEmbedderName = "auto"
     llm_timeout_seconds: float = Field(20.0, gt=0)
     llm_max_attempts: int = Field(4, ge=1, le=10)
     llm_retry_initial_seconds: float = Field(0.5, ge=0)
@@ -74,6 +78,10 @@ class Settings(BaseSettings):
     default_top_k: int = Field(4, ge=1, le=20)
     # Passages less similar than this (cosine) are not worth citing.
     retrieval_min_score: float = Field(0.05, ge=-1.0, le=1.0)
+    # A question is covered only when a passage reaches this score; passages below it are not
+    # cited. Unset: the floor calibrated for the embedder in use (agent/embeddings/floors.py),
+    # none where none was calibrated (Gemini embeddings). -1 turns it off.
+    relevance_floor: float | None = Field(None, ge=-1.0, le=1.0)
 
     # --- knowledge base ---
     chunk_size: int = Field(900, ge=200, le=8000)
@@ -119,9 +127,9 @@ class Settings(BaseSettings):
     def _lower_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("gemini_api_key", mode="before")
+    @field_validator("gemini_api_key", "relevance_floor", mode="before")
     @classmethod
-    def _blank_key_is_unset(cls, value: object) -> object:
+    def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")

@@ -228,6 +228,12 @@ class Answer(BaseModel):
     tool_calls: list[ToolCall]
     provider: str
     model: str
+    covered: bool = Field(
+        True,
+        description="Whether the runbooks cover the question. false: no passage reached the "
+        "relevance floor (RELEVANCE_FLOOR), so the answer says the runbooks do not cover it and "
+        "`sources` is empty; or nothing could be retrieved, and `degraded` says why.",
+    )
     cached: bool = False
     degraded: list[str] = Field(
         default_factory=list,

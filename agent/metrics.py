@@ -57,6 +57,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.not_covered_answers = Counter(
+            "vaia_not_covered_answers_total",
+            "Questions no runbook passage answered (below the relevance floor): gaps to fill.",
+            registry=r,
+        )
         self.rate_limited = Counter(
             "vaia_rate_limited_total", "Requests refused by the rate limit.", registry=r
         )

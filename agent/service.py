@@ -5,6 +5,8 @@ Every dependency failure has a defined degraded answer instead of an error:
 - ChromaDB (or the embedder) down: the answer says it has no sources; `degraded` says why.
 - LLM unavailable after retries: an extractive answer from the retrieved passages, flagged.
 - Knowledge base still being seeded at first start: answers are flagged, so never cached.
+A question no passage answers well enough (below the relevance floor) is not a failure: the
+answer says the runbooks do not cover it, cites nothing and says so in `covered`.
 Ingestion is the exception: it fails loudly, because silently dropping documents loses data,
 and it is refused when the shared cache cannot be invalidated (stale answers would outlive it).
 """
@@ -27,6 +29,7 @@ import anyio
 from agent.config import Settings
 from agent.domain import Answer, DocumentIn, Passage, Source, Turn
 from agent.embeddings.base import EmbeddingError
+from agent.embeddings.floors import relevance_floor
 from agent.knowledge.chunking import chunk_document
 from agent.llm.base import (
     Completion,
@@ -36,7 +39,7 @@ from agent.llm.base import (
     LLMTimeoutError,
     LLMUnavailableError,
 )
-from agent.llm.offline import NO_SOURCES_ANSWER, OfflineProvider
+from agent.llm.offline import NO_SOURCES_ANSWER, NOT_COVERED_ANSWER, OfflineProvider
 from agent.metrics import Metrics
 from agent.prompts import Prompt, build_prompt, clean
 from agent.store.state import CacheUnavailableError, State
@@ -80,9 +83,10 @@ def cache_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-# What a cached entry holds changed (CachedAnswer): the keys changed with it, so that during a
-# rolling update, replicas of either version never read the other's entries in the shared Redis.
-CACHE_FORMAT = 2
+# What a cached entry holds changed (CachedAnswer, then `covered`): the keys changed with it, so
+# that during a rolling update, replicas of either version never read the other's entries in the
+# shared Redis.
+CACHE_FORMAT = 3
 
 
 @functools.lru_cache(maxsize=4096)
@@ -113,6 +117,8 @@ class AgentService:
         self.llm = llm
         self.tools = tools
         self._fallback = OfflineProvider()
+        # Passages below it do not answer the question; None: every passage counts.
+        self.relevance_floor = relevance_floor(store.embedder.space, settings.relevance_floor)
         # True until the first-start seed has finished: answers may lack the runbooks.
         self.knowledge_loading = False
         # labels() costs a lock and a validation per call: the three series, looked up once.
@@ -126,7 +132,9 @@ class AgentService:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            return await self.store.search(query, top_k, self.settings.retrieval_min_score)
+            found = await self.store.search(query, top_k, self.settings.retrieval_min_score)
+            floor = self.relevance_floor
+            return found if floor is None else [p for p in found if p.score >= floor]
         except (StoreUnavailableError, EmbeddingError):
             outcome = "error"
             raise
@@ -164,6 +172,14 @@ class AgentService:
             degraded.append(RETRIEVAL_UNAVAILABLE)
             passages = []
 
+        if not passages and not degraded and self.relevance_floor is not None:
+            # Nothing reaches the floor: whatever a model said would not come from the runbooks.
+            response = self._not_covered()
+            if lookup.generation is not None:
+                await self.state.set_cached(key, _result_to_cache(response), lookup.generation)
+            await self._remember(session_id, query, response.answer)
+            return response
+
         prompt = build_prompt(query, passages, history if self.llm.uses_history else [])
         ctx = ToolContext(search=self._tool_search, found=list(passages))
         completion, provider = await self._complete(prompt, ctx, degraded)
@@ -188,12 +204,26 @@ class AgentService:
             provider=provider.name,
             model=completion.model,
             cached=False,
+            covered=bool(ctx.found),
             degraded=degraded,
         )
         if not degraded and lookup.generation is not None:
             await self.state.set_cached(key, _result_to_cache(response), lookup.generation)
         await self._remember(session_id, query, answer)
         return response
+
+    def _not_covered(self) -> Answer:
+        self.metrics.not_covered_answers.inc()
+        return Answer(
+            answer=NOT_COVERED_ANSWER,
+            sources=[],
+            tool_calls=[],
+            provider=self.llm.name,
+            model=self.llm.model,
+            cached=False,
+            covered=False,
+            degraded=[],
+        )
 
     async def _complete(
         self, prompt: Prompt, ctx: ToolContext, degraded: list[str]
@@ -319,7 +349,7 @@ def _source(n: int, passage: Passage, cited: bool) -> Source:
 
 
 # What the cache keeps of an answer: whether it was cached or degraded is per response.
-_CACHED_FIELDS = {"answer", "sources", "tool_calls", "provider", "model"}
+_CACHED_FIELDS = {"answer", "sources", "tool_calls", "provider", "model", "covered"}
 # The cached value: {PREFIX_CACHE_VALUE_KEY: those fields as one JSON object}.
 PREFIX_CACHE_VALUE_KEY = "json"
 

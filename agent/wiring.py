@@ -11,6 +11,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 from agent.config import Settings
 from agent.embeddings.base import Embedder, EmbeddingError
 from agent.embeddings.hashing import HashingEmbedder
+from agent.embeddings.hybrid import HybridEmbedder
 from agent.llm.base import LLMProvider
 from agent.llm.offline import OfflineProvider
 from agent.metrics import Metrics
@@ -51,7 +52,30 @@ def build_llm_and_embedder(settings: Settings, metrics: Metrics) -> tuple[LLMPro
             GeminiProvider(client, settings.gemini_model, metrics),
             GeminiEmbedder(client, settings.gemini_embed_model, settings.embed_dimensions),
         )
-    return OfflineProvider(), HashingEmbedder(settings.embed_dimensions)
+    return OfflineProvider(), build_offline_embedder(settings)
+
+
+def build_offline_embedder(settings: Settings) -> Embedder:
+    """all-MiniLM-L6-v2 with the words' share when its package is installed (the dev and
+    embedded extras), else the hashing embedder (the production image, which retrieves with
+    Gemini embeddings). OFFLINE_EMBEDDER=minilm insists on the model; =hashing never loads it."""
+    from agent.embeddings import minilm
+
+    words = HashingEmbedder(settings.embed_dimensions)
+    choice = settings.offline_embedder
+    absent = minilm.missing() if choice != "hashing" else []
+    if choice == "hashing" or absent:
+        if choice == "minilm":
+            raise minilm.ModelNotInstalledError(
+                f"OFFLINE_EMBEDDER=minilm, but {', '.join(absent)} is not installed: "
+                'pip install -e ".[dev]", or set OFFLINE_EMBEDDER=auto to fall back to hashing'
+            )
+        reason = "OFFLINE_EMBEDDER=hashing" if choice == "hashing" else f"missing {absent}"
+        log.info("offline embedder: hashing", extra={"space": words.space, "reason": reason})
+        return words
+    embedder = HybridEmbedder(minilm.MiniLMEmbedder(), words)
+    log.info("offline embedder: all-MiniLM-L6-v2", extra={"space": embedder.space})
+    return embedder
 
 
 def build_components(settings: Settings, metrics: Metrics | None = None) -> Components:

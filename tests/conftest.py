@@ -49,6 +49,10 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
             "chroma_path": tmp_path / "chroma",
             "log_level": "warning",
             "llm_provider": "offline",
+            # The API's behaviour does not depend on the embedder, and every app seeds the
+            # runbooks: with all-MiniLM-L6-v2 that costs seconds each. Tests of the model and of
+            # the answers it gives ask for it (offline_embedder="auto").
+            "offline_embedder": "hashing",
             "llm_retry_initial_seconds": 0.01,
             "llm_retry_max_seconds": 0.02,
         }

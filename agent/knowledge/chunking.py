@@ -80,16 +80,19 @@ def _sections(text: str) -> list[tuple[str, list[str]]]:
 
 
 def _split_long(paragraph: str, size: int) -> list[str]:
-    """Cut a paragraph longer than `size` at sentence ends, and hard-cut any longer sentence."""
+    """Cut a paragraph longer than `size` at line ends, so that list items stay whole (the
+    second sentence of an item needs its first), then a longer line at sentence ends, and
+    hard-cut any longer sentence."""
     pieces: list[str] = []
-    for sentence in _SENTENCE_END.split(paragraph):
-        while len(sentence) > size:
-            cut = sentence.rfind(" ", 0, size)
-            cut = cut if cut > size // 2 else size
-            pieces.append(sentence[:cut].strip())
-            sentence = sentence[cut:].strip()
-        if sentence:
-            pieces.append(sentence)
+    for line in paragraph.split("\n"):
+        for sentence in [line] if len(line) <= size else _SENTENCE_END.split(line):
+            while len(sentence) > size:
+                cut = sentence.rfind(" ", 0, size)
+                cut = cut if cut > size // 2 else size
+                pieces.append(sentence[:cut].strip())
+                sentence = sentence[cut:].strip()
+            if sentence.strip():
+                pieces.append(sentence.strip())
     return pieces
 
 

@@ -1,17 +1,22 @@
 """The offline provider: a deterministic extractive answerer. No key, no network.
 
-It ranks the sentences of the retrieved passages by how many of the question's terms they
-contain (rarer terms weigh more), and answers with the best few, each cited. It uses the
-`error_budget` tool when the question asks for one, so tool calls work offline too.
+It answers from the best section retrieved (the first passage's; the relevance floor has
+already dropped the passages that do not answer the question): the section's opening sentence,
+which says what the problem is, then the sentences of that section that share the question's
+words (rarer words weigh more) or give a command to run, read in the runbook's order and each
+cited. Other sections stay in the sources, uncited: their sentences would not fit the question.
+It uses the `error_budget` tool when the question asks for one, so tool calls work offline too.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
+from agent.domain import Passage
 from agent.embeddings.hashing import tokenize
 from agent.llm.base import Completion, ToolCall
 from agent.prompts import Prompt
@@ -22,14 +27,25 @@ _LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _PERCENT = re.compile(r"(\d{1,2}(?:\.\d+)?)\s*%")
 _DAYS = re.compile(r"(\d{1,3})\s*(?:-\s*)?(?:days?|d)\b")
 _BUDGET_WORDS = ("error budget", "downtime", "allowed outage", "budget")
+_COMMAND = re.compile(
+    r"`(?:kubectl|kubeadm|curl|openssl|docker|cmctl|systemctl|journalctl|invoke) "
+)
 
 _HOW = re.compile(r"^\s*(how|what command|which command|steps?)\b", re.IGNORECASE)
-MAX_SENTENCES = 3
-# A "how do I" question wants the step to take: sentences with a command rank higher.
+# The opening sentence and up to this many more, from the best section.
+MAX_SENTENCES = 5
+# A sentence that gives a command to run weighs as much as one rare word of the question; for a
+# "how do I" question, which wants the step to take, more.
+COMMAND_WEIGHT = 1.0
 ACTIONABLE_BOOST = 1.5
 MIN_SENTENCE_CHARS = 20
 
-NO_SOURCES_ANSWER = "I found nothing in the knowledge base that answers this question."
+# The answer when no passage answers the question (the service gives it too, below the floor).
+NOT_COVERED_ANSWER = (
+    "The runbooks do not cover this question, so there is nothing to cite. Ask about the error "
+    "message, resource or command you see, or add a runbook that answers it."
+)
+NO_SOURCES_ANSWER = NOT_COVERED_ANSWER
 
 
 _SUFFIXES = ("ments", "ment", "ings", "ing", "ers", "er", "ed", "es", "s")
@@ -52,19 +68,63 @@ def _terms(text: str) -> frozenset[str]:
     return frozenset(stem(word) for word in tokenize(text))
 
 
+@dataclass(frozen=True)
+class _Sentence:
+    n: int  # the passage's number in the prompt
+    order: tuple[int, int]  # (chunk index, position): the runbook's order
+    text: str
+    words: frozenset[str]
+
+
+def _best_section(passages: list[Passage]) -> list[_Sentence]:
+    """The sentences of the first passage's section, from every retrieved chunk of it, in the
+    runbook's order, each once (consecutive chunks overlap)."""
+    first = passages[0]
+    sentences: list[_Sentence] = []
+    seen: set[str] = set()
+    chunks = [
+        (n, p)
+        for n, p in enumerate(passages, start=1)
+        if (p.document_id, p.section) == (first.document_id, first.section)
+    ]
+    for n, passage in sorted(chunks, key=lambda item: _chunk_index(item[1])):
+        for position, sentence in enumerate(_sentences(passage.text)):
+            if sentence not in seen:
+                seen.add(sentence)
+                order = (_chunk_index(passage), position)
+                sentences.append(_Sentence(n, order, sentence, _terms(sentence)))
+    return sentences or [_Sentence(1, (0, 0), first.text.strip(), _terms(first.text))]
+
+
+def _chunk_index(passage: Passage) -> int:
+    """Chunk ids end in their index in the document (`<document>::<version>::<index>`)."""
+    tail = passage.chunk_id.rsplit("::", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
 @lru_cache(maxsize=16384)
 def _sentences(text: str) -> tuple[str, ...]:
+    """The units an answer quotes: a list item whole (its second sentence needs its first),
+    and each sentence of a paragraph."""
     out = []
-    for raw in _SENTENCE_SPLIT.split(text):
-        sentence = _LIST_MARK.sub("", raw).strip()
-        if len(sentence) >= MIN_SENTENCE_CHARS and not sentence.startswith("#"):
-            out.append(sentence)
+    for line in text.splitlines():
+        item = _LIST_MARK.match(line)
+        pieces = [line[item.end() :]] if item else _SENTENCE_SPLIT.split(line)
+        for piece in pieces:
+            sentence = piece.strip()
+            # Headings, and lines that only lead into a list ("To find out why:"), say nothing.
+            if (
+                len(sentence) >= MIN_SENTENCE_CHARS
+                and not sentence.startswith("#")
+                and not sentence.endswith(":")
+            ):
+                out.append(sentence)
     return tuple(out)
 
 
 class OfflineProvider:
     name: Literal["offline"] = "offline"
-    model = "extractive-v1"
+    model = "extractive-v2"
     uses_history = False
 
     async def complete(self, prompt: Prompt, tools: ToolRegistry, ctx: ToolContext) -> Completion:
@@ -73,7 +133,9 @@ class OfflineProvider:
         picked = self._rank(prompt)
         cited = sorted({n for n, _ in picked})
         if picked:
-            lines.append("From the runbooks:")
+            first = prompt.passages[0]
+            where = f"{first.title} — {first.section}" if first.section else first.title
+            lines.append(f"From the runbooks ({where}):")
             lines.extend(f"- {sentence} [{n}]" for n, sentence in picked)
         elif not lines:
             lines.append(NO_SOURCES_ANSWER)
@@ -85,40 +147,25 @@ class OfflineProvider:
         return None
 
     def _rank(self, prompt: Prompt) -> list[tuple[int, str]]:
-        terms = _terms(prompt.query)
-        if not terms or not prompt.passages:
+        if not prompt.passages:
             return []
-        wants_steps = bool(_HOW.match(prompt.query))
-        candidates = [
-            (n, position, sentence, _terms(sentence))
-            for n, passage in enumerate(prompt.passages, start=1)
-            for position, sentence in enumerate(_sentences(passage.text))
-        ]
-        # Inverse document frequency over the candidate sentences: rare terms decide.
-        df = {t: sum(1 for *_, words in candidates if t in words) for t in terms}
+        candidates = _best_section(prompt.passages)
+        terms = _terms(prompt.query)
+        # Inverse document frequency over the section's sentences: its rare words decide.
+        df = {t: sum(1 for c in candidates if t in c.words) for t in terms}
         idf = {t: math.log(1 + len(candidates) / df[t]) for t in terms if df[t]}
-        scored = []
-        for n, position, sentence, words in candidates:
-            matched = terms & words
-            if not matched:
-                continue
-            score = sum(idf[t] for t in matched) * prompt.passages[n - 1].score
-            # Prefer short, dense sentences over long ones that match by accident.
-            score /= math.log(len(words) + 2)
-            if wants_steps and "`" in sentence:
-                score *= ACTIONABLE_BOOST
-            scored.append((score, n, position, sentence))
-        scored.sort(key=lambda item: (-item[0], item[1], item[2]))
-        best, seen = [], set()
-        for _, n, position, sentence in scored:
-            if sentence not in seen:
-                seen.add(sentence)
-                best.append((n, position, sentence))
-            if len(best) == MAX_SENTENCES:
-                break
-        # Read in document order, so that steps keep their sequence.
-        best.sort(key=lambda item: (item[0], item[1]))
-        return [(n, sentence) for n, _, sentence in best]
+        command_weight = COMMAND_WEIGHT * (ACTIONABLE_BOOST if _HOW.match(prompt.query) else 1)
+        opening, rest = candidates[0], candidates[1:]
+
+        def weight(c: _Sentence) -> float:
+            # Short, dense sentences over long ones that match by accident.
+            matched = sum(idf[t] for t in terms & c.words) / math.log(len(c.words) + 2)
+            return matched + (command_weight if _COMMAND.search(c.text) else 0.0)
+
+        scored = sorted(((weight(c), c) for c in rest), key=lambda item: (-item[0], item[1].order))
+        picked = [opening, *(c for w, c in scored[: MAX_SENTENCES - 1] if w > 0)]
+        # Read in the runbook's order, so that steps keep their sequence.
+        return [(c.n, c.text) for c in sorted(picked, key=lambda c: c.order)]
 
     async def _maybe_error_budget(
         self, query: str, tools: ToolRegistry, ctx: ToolContext

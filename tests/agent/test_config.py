@@ -52,6 +52,9 @@ def test_api_keys_are_comma_separated_secrets(monkeypatch: pytest.MonkeyPatch) -
         ("LOG_LEVEL", "loud"),
         ("FAULT_ERROR_RATE", "1.5"),
         ("CHROMA_COLLECTION_PREFIX", "bad name!"),
+        ("OFFLINE_EMBEDDER", "word2vec"),
+        ("RELEVANCE_FLOOR", "1.5"),
+        ("RELEVANCE_FLOOR", "high"),
     ],
 )
 def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
@@ -99,3 +102,13 @@ def test_a_secrets_dir_that_is_not_there_is_a_clear_error(monkeypatch: pytest.Mo
     monkeypatch.setenv("SECRETS_DIR", "/nonexistent/secrets")
     with pytest.raises(ValueError, match="SECRETS_DIR=/nonexistent/secrets is not a directory"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_the_relevance_floor_is_unset_by_default_and_when_blank(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings(_env_file=None).relevance_floor is None
+    monkeypatch.setenv("RELEVANCE_FLOOR", " ")
+    assert Settings(_env_file=None).relevance_floor is None
+    monkeypatch.setenv("RELEVANCE_FLOOR", "0.4")
+    assert Settings(_env_file=None).relevance_floor == 0.4

@@ -67,3 +67,102 @@ async def test_an_answer_computed_across_an_ingest_is_not_cached_as_current(
         assert "zorblaxctl" in again.answer
     finally:
         await components.aclose()
+
+
+class _RecordingLLM:
+    """Stands in for a provider: records what it is asked."""
+
+    name = "offline"
+    model = "recording"
+    uses_history = False
+
+    def __init__(self) -> None:
+        self.prompts: list = []
+
+    async def complete(self, prompt, tools, ctx):
+        from agent.llm.base import Completion
+
+        self.prompts.append(prompt)
+        return Completion(text="answered", model=self.model, cited=[1] if ctx.found else [])
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _with_llm(components, llm) -> None:
+    components.llm = components.service.llm = llm
+
+
+async def test_below_the_floor_nothing_is_cited_and_no_model_is_asked(make_settings) -> None:
+    components = build_components(make_settings(seed_on_startup=False, relevance_floor=0.99))
+    llm = _RecordingLLM()
+    _with_llm(components, llm)
+    try:
+        await components.service.ingest([DocumentIn(title="Drain", text="Drain the node first.")])
+        answer = await components.service.infer("drain the node", None, None)
+        assert answer.covered is False and answer.sources == [] and answer.degraded == []
+        assert answer.answer == agent.service.NOT_COVERED_ANSWER
+        assert llm.prompts == []
+    finally:
+        await components.aclose()
+
+
+async def test_passages_below_the_floor_are_dropped_and_the_rest_answer(make_settings) -> None:
+    components = build_components(make_settings(seed_on_startup=False, relevance_floor=0.3))
+    llm = _RecordingLLM()
+    _with_llm(components, llm)
+    try:
+        await components.service.ingest(
+            [
+                DocumentIn(id="drain", title="Drain", text="To drain a node, run kubectl drain."),
+                DocumentIn(id="bread", title="Bread", text="Knead the dough for ten minutes."),
+            ]
+        )
+        answer = await components.service.infer("how do I drain a node?", None, 4)
+        assert answer.covered is True
+        assert [s.document_id for s in answer.sources] == ["drain"]
+        assert all(p.score >= 0.3 for p in llm.prompts[0].passages)
+    finally:
+        await components.aclose()
+
+
+async def test_an_uncalibrated_embedder_has_no_floor(make_settings) -> None:
+    components = build_components(make_settings(seed_on_startup=False, embed_dimensions=256))
+    try:
+        assert components.store.embedder.space == "hash-v1-256"
+        assert components.service.relevance_floor is None
+    finally:
+        await components.aclose()
+
+
+async def test_a_store_made_with_the_hashing_embedder_gets_the_models_collection_seeded(
+    make_settings,
+) -> None:
+    """An existing .vaia/chroma from before the model: the model's collection is new, so it is
+    seeded at start; the hashing collection is left as it was."""
+    from agent.wiring import seed_if_empty
+
+    old = build_components(make_settings(offline_embedder="hashing"))
+    try:
+        await seed_if_empty(old)
+        assert old.seeding == "done"
+        old_count = await old.store.count()
+    finally:
+        await old.aclose()
+
+    new = build_components(make_settings(offline_embedder="auto"))
+    try:
+        assert new.store.collection_name != old.store.collection_name
+        await seed_if_empty(new)
+        assert new.seeding == "done"
+        assert await new.store.count() == old_count
+        answer = await new.service.infer("my volume claim never gets bound", None, None)
+        assert answer.sources[0].section == "A PersistentVolumeClaim stuck in Pending"
+    finally:
+        await new.aclose()
+
+    again = build_components(make_settings(offline_embedder="hashing"))
+    try:
+        assert await again.store.count() == old_count
+    finally:
+        await again.aclose()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.perf import answers as evaluation
 from devstack.perf import gemini as network
 from devstack.perf.breakdown import VenvBreakdown
 from devstack.perf.image import ImageBench
@@ -20,7 +21,7 @@ from tests.support.tasks import run_invoke
 
 pytestmark = pytest.mark.unit
 
-SECTIONS = ("service", "gemini", "production", "image", "live-update")
+SECTIONS = ("service", "gemini", "production", "answers", "image", "live-update")
 
 
 def _load(name: str, rps: float = 100) -> Throughput:
@@ -38,7 +39,15 @@ class _Pod:
         return LiveUpdateResult("0.1.0+x", 0.5)
 
 
+async def _fixed_answers():
+    case = evaluation.Case("why is my pod restarting?", ("runbook/pods > CrashLoopBackOff",))
+    ranked = [evaluation.Ranked(case, ("runbook/pods > CrashLoopBackOff",), (0.6,))]
+    refused = [evaluation.Ranked(evaluation.Case("capital of France?", ()), ("x",), (0.1,))]
+    return [evaluation.evaluated("fixed", "space", ranked + refused, 0.3, "calibrated")]
+
+
 def fixed_measurements(monkeypatch) -> None:
+    monkeypatch.setattr(perf.evaluation, "answers_bench", _fixed_answers)
     row = network.LoadRow(20, _load("infer, cache miss", 60), 5.0, 66.7, 2.0)
     monkeypatch.setattr(perf, "service_bench", lambda *a, **k: ([_load("bare"), _load("hit")], 1.0))
     monkeypatch.setattr(
@@ -94,9 +103,10 @@ def test_every_section_writes_its_report_and_leaves_the_tree_clean(checkout, sec
     assert "| " in report.read_text()  # the section's table
 
 
-def test_the_gemini_section_draws_its_curve(checkout) -> None:
-    bench("--gemini")
-    [plot] = (checkout / "reports").glob("bench-*/gemini.png")
+@pytest.mark.parametrize("section", ["gemini", "answers"])
+def test_sections_with_a_curve_draw_it(checkout, section) -> None:
+    bench(f"--{section}")
+    [plot] = (checkout / "reports").glob(f"bench-*/{section}.png")
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 

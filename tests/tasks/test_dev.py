@@ -9,6 +9,7 @@ import httpx
 import pytest
 from invoke import Exit, MockContext, Result
 
+from agent.knowledge.corpus import shipped_documents
 from devstack.core import tools as devtools
 from tasks import dev as tasks
 from tests.conftest import ROOT
@@ -123,7 +124,7 @@ def test_invoke_dev_serves_seeds_and_reloads_on_code_changes(tmp_path) -> None:
             timeout=120,
         )
         assert seeded.returncode == 0, seeded.stderr
-        assert "seeded 6 documents" in seeded.stdout
+        assert f"seeded {len(shipped_documents())} documents" in seeded.stdout
 
         init = project / "agent" / "__init__.py"
         init.write_text(

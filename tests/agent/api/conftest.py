@@ -12,6 +12,7 @@ def api_settings(path, **overrides) -> Settings:
         "chroma_path": path,
         "log_level": "warning",
         "llm_provider": "offline",
+        "offline_embedder": "hashing",  # fast seeding; test_answers.py runs the model
         "rate_limit_per_minute": 100_000,
     }
     values.update(overrides)

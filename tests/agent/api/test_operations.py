@@ -42,7 +42,7 @@ def test_ready_reports_each_dependency(client) -> None:
     assert checks["chromadb"]["status"] == "up" and checks["chromadb"]["mode"] == "embedded"
     assert checks["chromadb"]["collection"] == "vaia_kb__hash-v1-768"
     assert checks["redis"]["backend"] == "memory"
-    assert checks["llm"] == {"status": "up", "provider": "offline", "model": "extractive-v1"}
+    assert checks["llm"] == {"status": "up", "provider": "offline", "model": "extractive-v2"}
     assert checks["knowledge_seed"] == "done"
 
 
