@@ -17,16 +17,6 @@ from devstack.core.names import IMAGE
 Obj = dict[str, Any]
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 # Pod Security Standards, restricted profile: the volume types it allows.
-RESTRICTED_VOLUMES = {
-    "configMap",
-    "csi",
-    "downwardAPI",
-    "emptyDir",
-    "ephemeral",
-    "persistentVolumeClaim",
-    "projected",
-    "secret",
-}
 EXTERNAL = "(outside the namespace)"
 
 
@@ -323,47 +313,3 @@ def check_network_policy(objs: list[Obj], agent: str, stores: dict[str, int]) ->
 
 def find_workload(objs: list[Obj], name: str) -> Obj:
     return next(w for w in workloads(objs) if w["metadata"]["name"] == name)
-
-
-# --- Pod Security Standards: restricted ---------------------------------------------------------
-
-
-def check_restricted(objs: list[Obj]) -> list[str]:
-    """The restricted profile (kubernetes.io/docs/concepts/security/pod-security-standards), plus
-    our own rule of a read-only root filesystem where the program allows it."""
-    problems = []
-    for workload in workloads(objs):
-        name = f"{workload['kind']} {workload['metadata']['name']}"
-        spec = pod_spec(workload)
-        pod_sc = spec.get("securityContext", {})
-        for flag in ("hostNetwork", "hostPID", "hostIPC"):
-            if spec.get(flag):
-                problems.append(f"{name}: {flag}")
-        for volume in spec.get("volumes", []):
-            kind = next(k for k in volume if k != "name")
-            if kind not in RESTRICTED_VOLUMES:
-                problems.append(f"{name}: volume type {kind} is not allowed")
-        for container in [*spec.get("initContainers", []), *spec["containers"]]:
-            where = f"{name} container {container['name']}"
-            sc = container.get("securityContext", {})
-            if sc.get("privileged"):
-                problems.append(f"{where}: privileged")
-            if sc.get("allowPrivilegeEscalation") is not False:
-                problems.append(f"{where}: allowPrivilegeEscalation must be false")
-            caps = sc.get("capabilities", {})
-            if "ALL" not in caps.get("drop", []):
-                problems.append(f"{where}: capabilities must drop ALL")
-            if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
-                problems.append(f"{where}: adds capabilities {caps['add']}")
-            if not sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")):
-                problems.append(f"{where}: runAsNonRoot must be true")
-            if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
-                problems.append(f"{where}: runs as uid 0")
-            seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
-            if seccomp not in ("RuntimeDefault", "Localhost"):
-                problems.append(f"{where}: seccompProfile must be RuntimeDefault or Localhost")
-            if any(p.get("hostPort") for p in container.get("ports", [])):
-                problems.append(f"{where}: hostPort")
-            if not sc.get("readOnlyRootFilesystem"):
-                problems.append(f"{where}: root filesystem is writable")
-    return problems
