@@ -43,3 +43,23 @@ def test_the_cluster_names_match_the_manifests_and_kind_config() -> None:
     hosting = (ROOT / "k8s" / "cluster" / "local-registry-hosting.yaml").read_text()
     assert f'host: "{names.REGISTRY_HOST}"' in hosting
     assert names.REPO == ROOT
+
+
+def test_one_kubernetes_version_everywhere() -> None:
+    """The binaries the local engine builds, kind's node image, the workflows' kubectl, the
+    schema the manifests are validated against and the namespace's Pod Security version."""
+    from devstack.verify.report import SCHEMA_VERSION
+
+    version = names.KUBERNETES_VERSION
+    kind = yaml.safe_load((ROOT / "kind-config.yaml").read_text())
+    assert {n["image"].split("@")[0] for n in kind["nodes"]} == {f"kindest/node:v{version}"}
+    for workflow in ("inner-loop.yml", "cd.yml"):
+        text = (ROOT / ".github" / "workflows" / workflow).read_text()
+        assert re.findall(r"kubectl_version: (\S+)", text) == [f"v{version}"], workflow
+        assert re.findall(r"^\s+version: (v\S+)", text, re.M) == ["v0.27.0"], workflow
+    assert SCHEMA_VERSION == f"{names.KUBERNETES_MINOR}.0"
+    namespace = m.find(render(ROOT, "prod"), "Namespace", names.NAMESPACE)
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce-version"] == f"v{names.KUBERNETES_MINOR}"
+    inner_loop = (ROOT / ".github" / "workflows" / "inner-loop.yml").read_text()
+    assert f'TILT_VERSION: "{names.TILT_VERSION}"' in inner_loop
