@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from invoke import Context
 
+from devstack.cluster import node as real_node
 from devstack.cluster.binaries import build_all
 from devstack.cluster.kind import CLUSTER_TOOLS, ClusterCli, cluster_down, cluster_up
-from devstack.cluster.local import LOCAL_TOOLS, local_down, local_up
+from devstack.cluster.local import local_down, local_up, tools_for
 from devstack.cluster.tilt import tilt_build_env, tilt_ci, tilt_down, tilt_up
 from devstack.core.console import console, table
 from devstack.core.errors import UsageError
@@ -20,6 +21,8 @@ from tasks.image import docker
 ENGINES = {"kind": CONTEXT, "local": LOCAL_CONTEXT}
 ENGINE_HELP = "kind (default: a kind cluster, the laptop path) or local (the pinned binaries on "
 ENGINE_HELP += "this machine, run by kwokctl: for where kind cannot run)"
+NODE_HELP = "the local engine's node: real (default: a kubelet with containerd; needs root) or "
+NODE_HELP += "kwok (simulated: no container runs)"
 
 
 def context_of(engine: str) -> str:
@@ -28,18 +31,24 @@ def context_of(engine: str) -> str:
     return ENGINES[engine]
 
 
-def bring_up(cli: ClusterCli, engine: str) -> None:
-    if engine == "local":
-        local_up(cli.runner, ROOT, console.print)
-    else:
+def bring_up(cli: ClusterCli, engine: str, node: str) -> None:
+    if engine != "local":
         cluster_up(cli, ROOT, console.print)
+        return
+
+    def push_images() -> None:
+        client = docker()
+        stores = real_node.store_standins(client, ROOT, console.print)
+        real_node.push_node_images(client, cli.runner, stores, console.print)
+
+    local_up(cli.runner, ROOT, console.print, node=node, push_images=push_images)
 
 
-@task(name="up", help={"engine": ENGINE_HELP})
-def create(c: Context, engine: str = "kind") -> None:
+@task(name="up", help={"engine": ENGINE_HELP, "node": NODE_HELP})
+def create(c: Context, engine: str = "kind", node: str = "real") -> None:
     """Create (or complete) the local cluster with its registry and metrics-server."""
     cli = ClusterCli(runner(), context_of(engine))
-    bring_up(cli, engine)
+    bring_up(cli, engine, node)
     console.print(f"[green]cluster ready[/]: context {cli.context}, registry {REGISTRY_HOST}")
 
 
@@ -76,18 +85,19 @@ def build_binaries(c: Context) -> None:
     help={
         "ci": "run `tilt ci` instead: exit once every resource is ready, fail if one is not",
         "engine": ENGINE_HELP,
+        "node": NODE_HELP,
         "offline": "Tilt builds on the stand-in bases (no registry needed), as `invoke build "
         "--offline` does",
     },
 )
 def inner_loop_up(
-    c: Context, ci: bool = False, engine: str = "kind", offline: bool = False
+    c: Context, ci: bool = False, engine: str = "kind", offline: bool = False, node: str = "real"
 ) -> None:
     """cluster.up, then `tilt up` (the Tilt UI on http://localhost:10350)."""
     cli = ClusterCli(runner(), context_of(engine))
-    cli.runner.preflight(*(LOCAL_TOOLS if engine == "local" else CLUSTER_TOOLS), "tilt")
+    cli.runner.preflight(*(tools_for(node) if engine == "local" else CLUSTER_TOOLS), "tilt")
     build_env = tilt_build_env(docker(), offline)
-    bring_up(cli, engine)
+    bring_up(cli, engine, node)
     if ci:
         tilt_ci(cli.runner, ROOT, cli.context, extra_env=build_env)
     else:

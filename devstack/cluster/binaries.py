@@ -129,6 +129,7 @@ PROGRAMS: tuple[GoProgram, ...] = (
         },
         _kubernetes_ldflags(K8S),
         local_version="0." + K8S.split(".", 1)[1],
+        keep=("build/pause",),  # the pause container's C source and its Makefile's version
     ),
     GoProgram(
         "etcd",
@@ -179,6 +180,13 @@ ADDONS: tuple[GoProgram, ...] = (
         {"local-path-provisioner": "github.com/rancher/local-path-provisioner"},
         (f"-X main.VERSION=v{names.LOCAL_PATH_PROVISIONER_VERSION}",),
         keep=("deploy/local-path-storage.yaml",),  # its namespace, RBAC and StorageClass
+    ),
+    GoProgram(
+        "coredns",
+        "github.com/coredns/coredns",
+        names.COREDNS_VERSION,
+        {"coredns": "github.com/coredns/coredns"},
+        (f"-X github.com/coredns/coredns/coremain.GitCommit=v{names.COREDNS_VERSION}",),
     ),
 )
 PROGRAMS = PROGRAMS + ADDONS

@@ -29,6 +29,7 @@ Log = Callable[[str], None]
 
 LOCAL_ENGINE = (
     "go",
+    "node",
     "kwokctl",
     "kwok",
     "etcd",
@@ -41,6 +42,19 @@ LOCAL_ENGINE = (
     "local-path-provisioner",
     "tilt",
 )
+REAL_NODE = (
+    "containerd",
+    "containerd-shim-runc-v2",
+    "runc",
+    "cni-plugins",
+    "iptables",
+    "conntrack",
+    "busybox",
+    "cc",
+    "ip",
+    "coredns",
+    "debootstrap",
+)
 # The external tools each tier's tests run (Python packages come with `pip install -e .[dev]`).
 TIER_TOOLS: dict[str, tuple[str, ...]] = {
     "unit": ("git",),
@@ -48,7 +62,7 @@ TIER_TOOLS: dict[str, tuple[str, ...]] = {
     "static": ("kubectl", "hadolint", "trivy", "actionlint", "zizmor", "checkov"),
     "container": ("docker", "compose", "debootstrap", "docker-registry", "trivy", "git"),
     "load": ("locust",),
-    "cluster": ("docker", "docker-registry", "kubectl", *LOCAL_ENGINE),
+    "cluster": ("docker", "docker-registry", "kubectl", *LOCAL_ENGINE, *REAL_NODE),
 }
 TIERS = tuple(TIER_TOOLS)
 # The Debian package that gives each tool apt can install.
@@ -60,6 +74,15 @@ APT_PACKAGES = {
     "docker-registry": "docker-registry",
     "chromium": "chromium",
     "git": "git",
+    "containerd": "containerd",
+    "containerd-shim-runc-v2": "containerd",
+    "runc": "runc",
+    "cni-plugins": "containernetworking-plugins",
+    "iptables": "iptables",
+    "conntrack": "conntrack",
+    "busybox": "busybox-static",
+    "cc": "gcc",
+    "ip": "iproute2",
 }
 CHECKOV_VERSION = "3.3.30"
 CHECKOV_VENV = REPO / ".venv-checkov"

@@ -193,7 +193,7 @@ def test_overlay_specifics() -> None:
     assert dev_pod["containers"][0]["args"] == ["serve", "--reload"]
     # Live update's target is writable (an emptyDir filled from the image), the root is not.
     assert {"name": "code", "mountPath": "/app/agent"} in dev_pod["containers"][0]["volumeMounts"]
-    assert dev_pod["initContainers"][0]["command"] == ["cp", "-a", "/app/agent/.", "/code/"]
+    assert dev_pod["initContainers"][0]["command"] == ["cp", "-R", "/app/agent/.", "/code/"]
     ingress = m.find(prod, "Ingress", "vaia-agent")["spec"]
     assert (
         ingress["tls"][0]["hosts"] == [ingress["rules"][0]["host"]]

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from devstack.cluster.local import UNREADY_TAG_SUFFIX
+from devstack.cluster.simulated import UNREADY_TAG_SUFFIX
 from devstack.core.names import IMAGE, NAMESPACE, REGISTRY_HOST
 from tests.support.cluster import ROOT, fresh_namespace, get, invoke, kubectl
 
