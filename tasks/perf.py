@@ -11,9 +11,10 @@ from invoke import Context
 
 from agent.embeddings import minilm
 from devstack.cluster.kind import ClusterCli, port_forward
+from devstack.cluster.tilt import tilt_build_env
 from devstack.core.console import console, status, table
 from devstack.core.errors import DevstackError, UsageError
-from devstack.core.names import CONTEXT, IMAGE
+from devstack.core.names import CONTEXT, IMAGE, LOCAL_CONTEXT
 from devstack.core.net import free_port
 from devstack.image.build import build_image
 from devstack.image.docker import Docker
@@ -25,6 +26,7 @@ from devstack.perf.image import image_bench
 from devstack.perf.live_update import LiveUpdateEmulator, dependency_change
 from devstack.perf.reports import BenchReports, markdown
 from devstack.perf.service import machine, service_bench, service_block
+from devstack.perf.tilt_session import TiltSession
 from tasks._base import ROOT, runner, task
 from tasks.image import docker
 
@@ -32,7 +34,10 @@ from tasks.image import docker
 @task(
     help={
         "image": "the image: size, layers, cold build, rebuild after a code-only change",
-        "live_update": "Tilt's inner loop, emulated: edit-to-serve, and a dependency change",
+        "live_update": "Tilt's inner loop: edit-to-serve and a dependency change (emulated on "
+        "the dev image; with --engine local, the real Tilt on the local engine's real node)",
+        "engine": "for --live-update: emulated (default) or local (invoke cluster.up --engine "
+        "local first)",
         "service": "infer throughput and latency (cache hit, miss) against a bare endpoint",
         "gemini": "the Gemini path through a slow stand-in: CPU per request, throughput and "
         "latency at 20 and 100 clients against the ideal",
@@ -60,6 +65,7 @@ def bench(
     seconds: int = 10,
     report_dir: str = "",
     update_docs: bool = False,
+    engine: str = "emulated",
 ) -> None:
     """Run benchmarks (all sections when none is named): tables printed, results under reports/
     (docs/benchmarks.md only with --update-docs)."""
@@ -79,7 +85,9 @@ def bench(
         bench_answers(reports)
     if image or run_all:
         bench_image(reports, docker(), offline)
-    if live_update or run_all:
+    if (live_update or run_all) and engine == "local":
+        bench_live_update_local(reports, docker(), offline)
+    elif live_update or run_all:
         bench_live_update(reports, docker(), offline)
     for path in reports.written:
         console.print(f"written: {path}")
@@ -192,6 +200,40 @@ def bench_live_update(reports: BenchReports, client: Docker, offline: bool, edit
         [
             f"Measured with `invoke bench --live-update` on {time.strftime('%Y-%m-%d')}, "
             f"{machine()}: {title}.",
+            "",
+            *markdown(columns, rows),
+            "",
+        ],
+    )
+
+
+def bench_live_update_local(
+    reports: BenchReports, client: Docker, offline: bool, edits: int = 5
+) -> None:
+    cli = ClusterCli(runner(), LOCAL_CONTEXT)
+    cli.runner.preflight("tilt", "kubectl")
+    if cli.kubectl("get", "--raw", "/readyz", check=False).returncode != 0:
+        raise DevstackError(
+            "the local engine does not answer: run `invoke cluster.up --engine local`"
+        )
+    with TiltSession(cli, ROOT, tilt_build_env(client, offline)) as tilt, tilt.agent() as url:
+        times = sorted(tilt.edit_and_wait(url).seconds for _ in range(edits))
+        rebuild = tilt.dependency_change()
+    rows = [
+        ("code edit -> served (Tilt's live update), median", f"{times[len(times) // 2]:.2f} s",
+         "Tilt's own figure: 1-2 s"),
+        (f"code edit -> served, fastest and slowest of {edits}",
+         f"{times[0]:.2f} s, {times[-1]:.2f} s", ""),
+        ("dependency change -> a pod of the rebuilt image serving", f"{rebuild:.1f} s", ""),
+    ]  # fmt: skip
+    title = "the inner loop (the real Tilt, the local engine's real node)"
+    columns = ("measure", "value", "goal")
+    console.print(table(title, columns, rows, right=("value", "goal")))
+    reports.section(
+        "live-update-local",
+        [
+            f"Measured with `invoke bench --live-update --engine local` on "
+            f"{time.strftime('%Y-%m-%d')}, {machine()}: {title}.",
             "",
             *markdown(columns, rows),
             "",

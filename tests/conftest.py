@@ -196,19 +196,47 @@ def dev_image(docker) -> str:
 # --- cluster tier -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def local_engine() -> Iterator[str]:
-    """The local engine up, the way a user brings it up (`invoke cluster.up --engine local`);
-    taken down at the end, unless it was already up when the session began. Its context."""
-    from devstack.core.names import LOCAL_CONTEXT
+def _engine_state() -> str | None:
+    """None when the local engine is down, else its node: real or kwok."""
+    from devstack.cluster.local import LocalPaths
     from devstack.core.tools import require
-    from tests.support.cluster import invoke
 
     listed = subprocess.run(
         [require("kwokctl"), "get", "clusters"], capture_output=True, text=True, check=False
     ).stdout.split()
-    was_up = "vaia-local" in listed
-    invoke("cluster.up", "--engine", "local")
+    if "vaia-local" not in listed:
+        return None
+    mode = LocalPaths.default().node_mode
+    return mode.read_text().strip() if mode.exists() else "kwok"
+
+
+def _bring_up(node: str) -> None:
+    from tests.support.cluster import invoke
+
+    if _engine_state() not in (None, node):
+        invoke("cluster.down", "--engine", "local")
+    invoke("cluster.up", "--engine", "local", "--node", node, timeout=1800)
+
+
+@pytest.fixture(scope="session")
+def local_engine() -> Iterator[str]:
+    """The local engine with its real node, up the way a user brings it up (`invoke cluster.up
+    --engine local`); taken down at the end, unless it was up when the session began. Its
+    context."""
+    from devstack.core.names import LOCAL_CONTEXT
+    from tests.support.cluster import invoke
+
+    was_up = _engine_state() is not None
+    _bring_up("real")
     yield LOCAL_CONTEXT
     if not was_up:
         invoke("cluster.down", "--engine", "local")
+
+
+@pytest.fixture(scope="module")
+def kwok_engine(local_engine: str) -> Iterator[str]:
+    """The local engine with kwok's simulated node instead, for a module's tests; the real node
+    is back afterwards."""
+    _bring_up("kwok")
+    yield local_engine
+    _bring_up("real")

@@ -1,9 +1,13 @@
 """The Tiltfile, run by the real Tilt (`tilt ci`, the pinned build) against the local engine's
 real API server: today's brings every auto-started resource up; the first round's deadlocks."""
 
+import httpx
 import pytest
 
-from devstack.core.names import NAMESPACE
+from devstack.cluster.kind import ClusterCli, port_forward
+from devstack.core.names import IMAGE, LOCAL_CONTEXT, NAMESPACE
+from devstack.core.net import free_port
+from devstack.core.runner import Runner
 from tests.support.cluster import ROOT, checkout_copy, fresh_namespace, get, invoke, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -25,6 +29,33 @@ def test_tilt_ci_brings_every_resource_up_on_the_local_engine(local_engine) -> N
     assert {p["spec"]["containers"][0]["image"].rsplit(":", 1)[0] for p in agents} == {
         "localhost:5001/vaia-agent"
     }
+
+
+def test_the_agent_tilt_brought_up_answers_from_the_chroma_server_in_the_cluster(
+    local_engine,
+) -> None:
+    """Real pods: through a port-forward to the Service, the agent answers with a cited answer,
+    retrieved from the Chroma StatefulSet and cached in the Redis one (what its /ready says)."""
+    if not agent_pods(2):
+        fresh_namespace()
+        invoke("up", "--engine", "local", "--ci", "--offline", timeout=1500)
+    with port_forward(ClusterCli(Runner(), LOCAL_CONTEXT), IMAGE, free_port()) as url:
+        ready = httpx.get(url + "/ready", timeout=10).json()
+        assert ready["checks"]["chromadb"]["status"] == "up"
+        assert ready["checks"]["redis"]["status"] == "up"
+
+        def answered() -> dict | None:
+            body = httpx.post(
+                url + "/v1/agent/infer",
+                json={"query": "How do I roll back a Deployment?"},
+                timeout=30,
+            ).json()
+            return None if "knowledge_base_loading" in body["degraded"] else body
+
+        body = wait_for(answered, 120, "the knowledge base seeded in the cluster's Chroma")
+    assert body["degraded"] == [] and body["provider"] == "offline"
+    assert any(s["cited"] and s["document_id"] == "runbook/rollbacks" for s in body["sources"])
+    assert "kubectl rollout undo" in body["answer"]
 
 
 def agent_pods(count: int) -> list:

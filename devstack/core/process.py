@@ -95,10 +95,21 @@ def _streamed(argv: Sequence[str], how: Invocation, env: dict[str, str] | None) 
 
 
 def spawn(
-    argv: Sequence[str], env: Mapping[str, str] | None, cwd: Path | None
+    argv: Sequence[str], env: Mapping[str, str] | None, cwd: Path | None, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start `argv` in the background (its stdout discarded, its stderr kept for errors)."""
+    """Start `argv` in the background: its stdout discarded and its stderr kept for errors, or
+    both written to `log` (for a chatty program that would fill a pipe nobody reads)."""
     try:
+        if log is not None:
+            with log.open("ab") as out:
+                return subprocess.Popen(
+                    list(argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=dict(env) if env is not None else None,
+                    cwd=cwd,
+                )
         return subprocess.Popen(
             list(argv),
             stdout=subprocess.DEVNULL,

@@ -93,11 +93,12 @@ class Runner:
         *args: str,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        log: Path | None = None,
     ) -> subprocess.Popen[bytes]:
         argv = [*self.command(tool), *args]
         if self.echo is not None:
             self.echo(_shown(argv))
-        return self._spawn(argv, env, cwd)
+        return self._spawn(argv, env, cwd, log) if log else self._spawn(argv, env, cwd)
 
 
 def _shown(argv: list[str]) -> str:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from devstack.core.checkout import copy_checkout
 from devstack.core.names import LOCAL_CONTEXT, NAMESPACE
 from devstack.core.tools import require
 
@@ -77,30 +77,4 @@ def wait_for(check: Any, timeout: float, what: str) -> Any:
 
 
 def checkout_copy(target: Path) -> Path:
-    """The working tree's files that git knows or would add (no .venv, no reports), copied: a
-    checkout a test may change without touching this one."""
-    listed = (
-        subprocess.run(
-            [
-                "git",
-                "-C",
-                str(ROOT),
-                "ls-files",
-                "-z",
-                "--cached",
-                "--others",
-                "--exclude-standard",
-            ],
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for name in filter(None, listed):
-        source = ROOT / name
-        if source.is_file():
-            destination = target / name
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination)
-    return target
+    return copy_checkout(ROOT, target)

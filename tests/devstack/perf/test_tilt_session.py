@@ -1,0 +1,42 @@
+"""Live update for real: the pinned Tilt's `tilt up` on the local engine's real node syncs an edit
+under agent/ into the running pod, where uvicorn's reload serves it; the user's tree is never
+touched (the session works on a copy)."""
+
+import subprocess
+
+import pytest
+
+from devstack.cluster.kind import ClusterCli
+from devstack.cluster.tilt import tilt_build_env
+from devstack.core.names import LOCAL_CONTEXT
+from devstack.core.runner import Runner
+from devstack.image.docker import Docker
+from devstack.perf.tilt_session import TiltSession
+from tests.support.cluster import ROOT
+
+pytestmark = pytest.mark.cluster
+
+
+def test_an_edit_under_agent_is_served_by_the_running_pod(local_engine) -> None:
+    before = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True
+    ).stdout
+    cli = ClusterCli(Runner(), LOCAL_CONTEXT)
+    with TiltSession(cli, ROOT, tilt_build_env(Docker(), offline=True)) as tilt:
+        pods = tilt.cli.kubectl(
+            "-n", "vaia", "get", "pods", "-l", "app.kubernetes.io/name=vaia-agent", "-o", "name"
+        ).stdout.split()
+        with tilt.agent() as url:
+            served = tilt.edit_and_wait(url)
+        assert served.version.startswith("0.1.0+live.")
+        # Synced into the pods in place: the same pods, no new image.
+        after = tilt.cli.kubectl(
+            "-n", "vaia", "get", "pods", "-l", "app.kubernetes.io/name=vaia-agent", "-o", "name"
+        ).stdout.split()
+        assert after == pods
+    assert (
+        subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True
+        ).stdout
+        == before
+    )
