@@ -19,6 +19,7 @@ from devstack.core.net import free_port
 from devstack.image.build import build_image
 from devstack.image.docker import Docker
 from devstack.perf import answers as evaluation
+from devstack.perf import capacity
 from devstack.perf import gemini as network
 from devstack.perf import loadtest as load
 from devstack.perf.breakdown import venv_breakdown
@@ -252,6 +253,7 @@ def bench_live_update_local(
         "p95_ms": "p95 latency objective in milliseconds (default 500)",
         "scale_within": "seconds within which the HPA must scale out (default: the duration)",
         "report_dir": "where the report goes (default reports/loadtest-<time>)",
+        "engine": "the cluster whose HPA is watched: kind (default) or local (the local engine)",
     }
 )
 def loadtest(
@@ -265,6 +267,7 @@ def loadtest(
     p95_ms: float = 500,
     scale_within: float = 0,
     report_dir: str = "",
+    engine: str = "kind",
 ) -> None:
     """Headless locust against the agent, the HPA watched; a verdict with evidence, and a report."""
     seconds = load.parse_duration(duration)
@@ -276,15 +279,31 @@ def loadtest(
         if report_dir
         else ROOT / "reports" / time.strftime("loadtest-%Y%m%d-%H%M%S")
     )
-    cli = ClusterCli(runner())
+    contexts = {"kind": CONTEXT, "local": LOCAL_CONTEXT}
+    if engine not in contexts:
+        raise UsageError(f"--engine {engine!r}: kind or local")
+    cli = ClusterCli(runner(), contexts[engine])
     cli.runner.preflight("locust", *([] if host else ["kubectl"]))
-    api = None if no_hpa else load.autoscaling_api(context=CONTEXT)
+    api = None if no_hpa else load.autoscaling_api(context=cli.context)
     with contextlib.ExitStack() as stack:
         target = host or stack.enter_context(port_forward(cli, IMAGE, free_port()))
         console.print(f"load: {users} users (+{spawn_rate}/s) for {seconds} s on {target}")
+        cluster = None if no_hpa else stack.enter_context(capacity.ClusterWatcher(cli.context))
         criteria, summary = load.run(
             target, users, spawn_rate, seconds, folder, objectives, api, log=console.print
         )
+    if cluster is not None and cluster.idle is not None:
+        result = capacity.model(
+            cluster.spec(),
+            cluster.idle,
+            cluster.samples,
+            load.parse_stats(folder / "locust").history,
+        )
+        lines = capacity.capacity_lines(result)
+        with summary.open("a") as out:
+            out.write("\n" + "\n".join(lines) + "\n")
+        capacity.plot_capacity(result, folder / "capacity.png")
+        console.print("\n".join(lines[2:5]), markup=False)
     rows = [(k.name, status(k.status), k.measured, k.objective) for k in criteria]
     console.print(
         table("load test verdict", ("criterion", "result", "measured", "objective"), rows)
