@@ -17,6 +17,7 @@ from devstack.image.build import build_image
 from devstack.image.docker import Docker
 from devstack.perf import gemini as network
 from devstack.perf import loadtest as load
+from devstack.perf import serving as traffic
 from devstack.perf.breakdown import venv_breakdown
 from devstack.perf.image import image_bench
 from devstack.perf.live_update import LiveUpdateEmulator, dependency_change
@@ -35,6 +36,10 @@ from tasks.image import docker
         "latency at 20 and 100 clients against the ideal",
         "production": "the agent on a real Redis and Chroma server: cache hit and miss against "
         "the bare endpoint",
+        "serving": "issue #19's traffic: a spent Gemini quota, clients that hang up, 600 "
+        "concurrent clients (shedding, and the operations endpoints meanwhile)",
+        "agent_from": "--serving: a folder holding another `agent` package to measure (an "
+        "older commit's, for before-and-after figures)",
         "latency_ms": "the Gemini stand-in's generateContent latency (default 300)",
         "offline": "build on the stand-in bases (no registry needed)",
         "seconds": "seconds of load per service measurement (default 10)",
@@ -49,6 +54,8 @@ def bench(
     service: bool = False,
     gemini: bool = False,
     production: bool = False,
+    serving: bool = False,
+    agent_from: str = "",
     latency_ms: float = 300,
     offline: bool = False,
     seconds: int = 10,
@@ -61,7 +68,7 @@ def bench(
         raise UsageError(f"--seconds {seconds}: at least 1")
     if latency_ms <= 0:
         raise UsageError(f"--latency-ms {latency_ms}: above 0")
-    run_all = not (image or live_update or service or gemini or production)
+    run_all = not (image or live_update or service or gemini or production or serving)
     reports = BenchReports.for_run(ROOT, report_dir, update_docs)
     if service or run_all:
         bench_service(reports, seconds)
@@ -69,6 +76,8 @@ def bench(
         bench_gemini(reports, seconds, latency_ms)
     if production or run_all:
         bench_production(reports, seconds, latency_ms)
+    if serving or run_all:
+        bench_serving(reports, Path(agent_from) if agent_from else None)
     if image or run_all:
         bench_image(reports, docker(), offline)
     if live_update or run_all:
@@ -117,6 +126,16 @@ def bench_production(reports: BenchReports, seconds: int, latency_ms: float) -> 
     title = "production-shaped: Redis and a Chroma server on loopback, Gemini stand-in"
     console.print(table(title, columns, rows, right=columns[1:]))
     reports.section("production", network.production_block(result, machine()))
+
+
+def bench_serving(reports: BenchReports, agent_from: Path | None) -> None:
+    if agent_from is not None and not (agent_from / "agent" / "__init__.py").is_file():
+        raise UsageError(f"--agent-from {agent_from}: no agent package there")
+    result = traffic.serving_bench(agent_from)
+    columns, rows = traffic.serving_table(result)
+    title = f"serving under issue #19's traffic (agent: {result.label})"
+    console.print(table(title, columns, rows, right=("value",)))
+    reports.section("serving", traffic.serving_block(result, machine()))
 
 
 def bench_image(reports: BenchReports, client: Docker, offline: bool) -> None:

@@ -82,11 +82,13 @@ def start_server(
     ready_path: str,
     env: dict[str, str],
     timeout: float = 60,
+    cwd: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], float]:
     """Start a Python server (`argv` after the interpreter) on 127.0.0.1; returns it and the
-    seconds until `ready_path` said yes (for the agent's /ready: seeded)."""
+    seconds until `ready_path` said yes (for the agent's /ready: seeded). `cwd` comes first on
+    the server's sys.path (`python -m`): a folder with another `agent` package runs that one."""
     started = time.perf_counter()
-    process = Runner().start("python", *argv, env={**os.environ, **env})
+    process = Runner().start("python", *argv, env={**os.environ, **env}, cwd=cwd)
     while time.perf_counter() - started < timeout:
         try:
             response = httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1)
@@ -121,11 +123,13 @@ class Server:
 
 
 @contextmanager
-def server(argv: list[str], ready_path: str, env: dict[str, str]) -> Iterator[Server]:
+def server(
+    argv: list[str], ready_path: str, env: dict[str, str], cwd: Path | None = None
+) -> Iterator[Server]:
     """A Python server on a free loopback port (passed as $PORT and `{port}` in argv)."""
     port = free_port()
     argv = [arg.replace("{port}", str(port)) for arg in argv]
-    process, ready_after = start_server(argv, port, ready_path, {**env, "PORT": str(port)})
+    process, ready_after = start_server(argv, port, ready_path, {**env, "PORT": str(port)}, cwd=cwd)
     try:
         yield Server(f"http://127.0.0.1:{port}", port, ready_after, process.pid)
     finally:

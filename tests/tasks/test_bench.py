@@ -12,6 +12,7 @@ from invoke import Program
 
 import tasks
 from devstack.perf import gemini as network
+from devstack.perf import serving as traffic
 from devstack.perf.breakdown import VenvBreakdown
 from devstack.perf.image import ImageBench
 from devstack.perf.live_update import DependencyChange, LiveUpdateResult
@@ -21,7 +22,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
 
-SECTIONS = ("service", "gemini", "production", "image", "live-update")
+SECTIONS = ("service", "gemini", "production", "serving", "image", "live-update")
 
 
 def _load(name: str, rps: float = 100) -> Throughput:
@@ -39,6 +40,26 @@ class _Pod:
         return LiveUpdateResult("0.1.0+x", 0.5)
 
 
+SERVING = traffic.ServingBench(
+    traffic.Quota(36, [0.1, 0.2], [True, True], 1),
+    traffic.HangUp(40, 0.3, 3, 0, 40, 40),
+    traffic.Overload(
+        600,
+        20,
+        1,
+        {
+            "statuses": {"200": 10, "503": 90},
+            "errors": {},
+            "answered_p50_ms": 1000,
+            "answered_p95_ms": 1100,
+            "answered_max_ms": 1200,
+            "shed_max_ms": 5,
+        },
+        {"/health": [1.0], "/ready": [2.0], "/metrics": [3.0]},
+    ),
+)
+
+
 def fixed_measurements(monkeypatch) -> None:
     row = network.LoadRow(20, _load("infer, cache miss", 60), 5.0, 66.7, 2.0)
     monkeypatch.setattr(perf, "service_bench", lambda *a, **k: ([_load("bare"), _load("hit")], 1.0))
@@ -50,6 +71,7 @@ def fixed_measurements(monkeypatch) -> None:
         "production_bench",
         lambda *a, **k: network.ProductionBench(300, 1, _load("bare"), row, row),
     )
+    monkeypatch.setattr(perf.traffic, "serving_bench", lambda *a, **k: SERVING)
     monkeypatch.setattr(perf, "docker", lambda: None)
     monkeypatch.setattr(
         perf, "image_bench", lambda *a, **k: ImageBench("vaia-agent:x", 1, [(1, "")], 1, 1, 8)
