@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     llm_retry_max_seconds: float = Field(8.0, ge=0)
     # When the LLM is unavailable after retries, answer extractively (flagged) instead of failing.
     llm_fallback_offline: bool = True
+    # The per-model circuit breaker (agent/llm/breaker.py): outages in a row that open it (a 429
+    # or a Retry-After opens it at once), its first cooldown without a Retry-After (doubling),
+    # the longest cooldown, and the probes let through at a time when a cooldown ends.
+    llm_breaker_failures: int = Field(3, ge=1, le=100)
+    llm_breaker_cooldown_seconds: float = Field(2.0, gt=0)
+    llm_breaker_max_cooldown_seconds: float = Field(60.0, gt=0)
+    llm_breaker_probes: int = Field(1, ge=1, le=100)
 
     # --- ChromaDB ---
     chroma_host: str | None = None

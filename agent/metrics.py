@@ -30,7 +30,25 @@ class Metrics:
             registry=r,
         )
         self.llm_retries = Counter(
-            "vaia_llm_retries_total", "LLM calls retried after 429/5xx.", ["provider"], registry=r
+            "vaia_llm_retries_total", "LLM calls retried after 5xx.", ["provider"], registry=r
+        )
+        self.breaker_state = Gauge(
+            "vaia_llm_breaker_state",
+            "Gemini circuit breaker per model: 0 closed, 1 half-open (probing), 2 open.",
+            ["model"],
+            registry=r,
+        )
+        self.breaker_rejected = Counter(
+            "vaia_llm_breaker_rejected_total",
+            "Gemini calls not sent because the model's breaker was open (answered offline).",
+            ["model"],
+            registry=r,
+        )
+        self.breaker_opened = Counter(
+            "vaia_llm_breaker_opened_total",
+            "Times a model's breaker opened (a 429, a Retry-After, or repeated outages).",
+            ["model"],
+            registry=r,
         )
         self.cache_requests = Counter(
             "vaia_cache_requests_total",

@@ -47,6 +47,7 @@ from agent.llm.base import (
     LLMUnavailableError,
     ToolCall,
 )
+from agent.llm.breaker import Breaker, BreakerPolicy, parse_retry_after, parse_retry_delay
 from agent.llm.pool import ShardedTransport
 from agent.metrics import Metrics
 from agent.prompts import Prompt
@@ -74,19 +75,32 @@ TIMEOUT_ERRORS = (httpx.TimeoutException, httpx2.TimeoutException)
 
 
 def _is_retryable(exc: BaseException) -> bool:
+    """Transient failures are retried inside the request; not a 429 (a spent quota: retrying
+    spends the next minute's too) nor an answer that says when to come back: those open the
+    model's breaker (agent/llm/breaker.py), which waits for them once for every request."""
     if isinstance(exc, genai_errors.APIError):
+        if exc.code == 429 or _retry_after(exc) is not None:
+            return False
         return exc.code in RETRYABLE_STATUS
     return isinstance(exc, TRANSPORT_ERRORS)
 
 
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
 def _retry_after(exc: genai_errors.APIError) -> float | None:
+    """When Gemini said to come back: the Retry-After header (seconds or an HTTP date), else the
+    RetryInfo of its error body (`retryDelay: "30s"`, what the Gemini API sends with a 429)."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
-    value = headers.get("retry-after") if headers is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    seconds = parse_retry_after(headers.get("retry-after") if headers is not None else None)
+    if seconds is not None:
+        return seconds
+    details = exc.details.get("error", {}).get("details") if isinstance(exc.details, dict) else None
+    for detail in details if isinstance(details, list) else []:
+        if isinstance(detail, dict) and detail.get("@type") == RETRY_INFO:
+            return parse_retry_delay(detail.get("retryDelay"))
+    return None
 
 
 def map_error(exc: BaseException) -> LLMError:
@@ -104,7 +118,9 @@ def map_error(exc: BaseException) -> LLMError:
         if code in (408, 504):
             return LLMTimeoutError(message)
         if code >= 500:
-            return LLMUnavailableError(message)
+            unavailable = LLMUnavailableError(message)
+            unavailable.retry_after = _retry_after(exc)
+            return unavailable
         return LLMBadResponseError(message)
     if isinstance(exc, TIMEOUT_ERRORS):
         return LLMTimeoutError(f"Gemini did not answer in time ({type(exc).__name__})")
@@ -141,6 +157,20 @@ class GeminiClient:
         # dicts to (see the module docstring and `_prepared`).
         self._api = self.client.aio._api_client
         self._requests: dict[str, tuple[str, dict[str, str], float | None]] = {}
+        self._policy = BreakerPolicy(
+            failures=settings.llm_breaker_failures,
+            cooldown_s=settings.llm_breaker_cooldown_seconds,
+            max_cooldown_s=settings.llm_breaker_max_cooldown_seconds,
+            probes=settings.llm_breaker_probes,
+        )
+        self._breakers: dict[str, Breaker] = {}
+
+    def breaker(self, model: str) -> Breaker:
+        """The model's breaker: quotas are per model (generation's is not the embeddings')."""
+        found = self._breakers.get(model)
+        if found is None:
+            found = self._breakers[model] = Breaker(model, self._policy, self._metrics)
+        return found
 
     async def post(self, model: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST `body` to models/<model>:<method> as the SDK's API client sends it, with our
@@ -155,7 +185,7 @@ class GeminiClient:
             await genai_errors.APIError.raise_for_async_response(response)
             return response
 
-        response = await self.call(send)
+        response = await self.call(send, model)
         try:
             data = json.loads(response.content) if response.content else {}
         except ValueError as exc:
@@ -176,7 +206,21 @@ class GeminiClient:
             prepared = self._requests[path] = (url, dict(request.headers), request.timeout)
         return prepared
 
-    async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
+    async def call(self, operation: Callable[[], Awaitable[T]], model: str) -> T:
+        """`operation` through the model's breaker, with our retries; failures as LLMError."""
+        permit = self.breaker(model).admit()
+        try:
+            result = await self._retried(operation)
+        except LLMError as exc:
+            permit.failed(exc)
+            raise
+        except BaseException:
+            permit.released()  # cancelled: no verdict on Gemini
+            raise
+        permit.succeeded()
+        return result
+
+    async def _retried(self, operation: Callable[[], Awaitable[T]]) -> T:
         s = self._settings
 
         def count_retry(state: RetryCallState) -> None:

@@ -51,16 +51,22 @@ class GeminiStandIn:
     # --- scripting ---------------------------------------------------------------------------
 
     def fail(
-        self, method: str, status: int, times: int = 1, retry_after: str | None = None
+        self,
+        method: str,
+        status: int,
+        times: int = 1,
+        retry_after: str | None = None,
+        details: list[dict[str, Any]] | None = None,
     ) -> None:
         headers = {"Retry-After": retry_after} if retry_after else {}
-        body = {
-            "error": {
-                "code": status,
-                "message": f"scripted {status}",
-                "status": _STATUS.get(status, "UNKNOWN"),
-            }
+        error: dict[str, Any] = {
+            "code": status,
+            "message": f"scripted {status}",
+            "status": _STATUS.get(status, "UNKNOWN"),
         }
+        if details is not None:
+            error["details"] = details
+        body = {"error": error}
         for _ in range(times):
             self._push(method, (status, body, headers))
 
