@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from agent import __version__
+from agent.api.cancellation import CancelOnDisconnect
 from agent.api.middleware import RequestContextMiddleware
 from agent.api.openapi import state_runtime_limits
 from agent.api.routes import health, infer, knowledge
@@ -27,6 +28,9 @@ from agent.wiring import Components, build_components, mark_seeding, seed_if_emp
 
 log = logging.getLogger(__name__)
 
+
+# The routes that answer questions: a client that hangs up cancels their work.
+INFERENCE_PATHS = frozenset({"/v1/agent/infer", "/v1/agent/infer/stream"})
 
 # Error codes of the statuses Starlette raises by itself (unknown path, wrong method, ...).
 _HTTP_ERRORS = {
@@ -136,6 +140,8 @@ def create_app(settings: Settings | None = None, components: Components | None =
         docs_url=None,
         redoc_url=None,
     )
+    # Added innermost first: the request context wraps everything, cancellation the routes.
+    app.add_middleware(CancelOnDisconnect, metrics=metrics, paths=INFERENCE_PATHS)
     app.add_middleware(
         RequestContextMiddleware,
         metrics=metrics,

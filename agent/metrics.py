@@ -75,6 +75,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.requests_cancelled = Counter(
+            "vaia_requests_cancelled_total",
+            "Requests whose client went away before the answer was complete: their work was "
+            "cancelled (the Gemini call in flight included) and nothing of it was cached.",
+            ["route"],
+            registry=r,
+        )
         self.rate_limited = Counter(
             "vaia_rate_limited_total", "Requests refused by the rate limit.", registry=r
         )

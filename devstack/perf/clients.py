@@ -191,9 +191,11 @@ async def closed_loop(
     return result
 
 
-async def hang_up(url: str, clients: int, after_s: float, stream: bool = False) -> None:
-    """`clients` clients that each ask (a unique question) and close the connection `after_s`
-    later, whatever they got."""
+async def hang_up(
+    url: str, clients: int, after_s: float, stream: bool = False, query: str | None = None
+) -> None:
+    """`clients` clients that each ask (a unique question, or all `query`) and close the
+    connection `after_s` later, whatever they got."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     path = STREAM if stream else INFER
@@ -201,7 +203,7 @@ async def hang_up(url: str, clients: int, after_s: float, stream: bool = False) 
 
     async def client() -> None:
         _, writer = await asyncio.open_connection(host, port)
-        body = question(seed)
+        body = question(seed) if query is None else json.dumps({"query": query}).encode()
         writer.write(
             f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\n\r\n".encode()
