@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from agent import __version__
+from agent.api.admission import AdmissionControl
 from agent.api.cancellation import CancelOnDisconnect
 from agent.api.middleware import RequestContextMiddleware
 from agent.api.openapi import state_runtime_limits
@@ -140,8 +141,15 @@ def create_app(settings: Settings | None = None, components: Components | None =
         docs_url=None,
         redoc_url=None,
     )
-    # Added innermost first: the request context wraps everything, cancellation the routes.
+    # Added innermost first: the request context wraps everything, then admission (a refusal
+    # costs nothing more), then cancellation of what was admitted.
     app.add_middleware(CancelOnDisconnect, metrics=metrics, paths=INFERENCE_PATHS)
+    app.add_middleware(
+        AdmissionControl,
+        limit=settings.max_inflight_requests,
+        metrics=metrics,
+        paths=INFERENCE_PATHS,
+    )
     app.add_middleware(
         RequestContextMiddleware,
         metrics=metrics,

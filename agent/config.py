@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(10, ge=0)
 
     # --- API ---
+    # Inference requests in flight per process; past it, 503 with Retry-After at once (0: no
+    # limit). docs/benchmarks.md, "Per-pod concurrency": one process carries 100 requests in
+    # flight (Gemini at 300 ms) at 150-215 req/s without errors on about one core; past that the
+    # event loop is the queue, and every request waits longer, none more is answered.
+    max_inflight_requests: int = Field(100, ge=0)
     agent_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_query_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)

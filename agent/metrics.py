@@ -75,6 +75,17 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.inflight_requests = Gauge(
+            "vaia_inflight_requests",
+            "Inference requests in flight in this process (MAX_INFLIGHT_REQUESTS is the limit).",
+            registry=r,
+        )
+        self.requests_shed = Counter(
+            "vaia_requests_shed_total",
+            "Inference requests refused with 503 because MAX_INFLIGHT_REQUESTS were in flight.",
+            ["route"],
+            registry=r,
+        )
         self.requests_cancelled = Counter(
             "vaia_requests_cancelled_total",
             "Requests whose client went away before the answer was complete: their work was "
