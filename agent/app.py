@@ -21,6 +21,7 @@ from agent.api.openapi import state_runtime_limits
 from agent.api.routes import health, infer, knowledge
 from agent.api.routes.docs import mount_docs
 from agent.config import Settings
+from agent.heap import freeze_startup_objects
 from agent.llm.base import LLMError
 from agent.logs import configure_logging
 from agent.metrics import Metrics
@@ -116,6 +117,9 @@ def create_app(settings: Settings | None = None, components: Components | None =
         app.state.components = c
         mark_seeding(c, "not started" if settings.seed_on_startup else "disabled")
         seeding = asyncio.create_task(seed_if_empty(c)) if settings.seed_on_startup else None
+        freeze_startup_objects()
+        if seeding is not None:  # the seed imports and opens the store: those objects too
+            seeding.add_done_callback(lambda _: freeze_startup_objects())
         app.state.accepting = True
         log.info(
             "agent started",
