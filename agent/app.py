@@ -18,7 +18,7 @@ from agent.api.admission import AdmissionControl
 from agent.api.cancellation import CancelOnDisconnect
 from agent.api.middleware import RequestContextMiddleware
 from agent.api.openapi import state_runtime_limits
-from agent.api.routes import health, infer, knowledge
+from agent.api.routes import health, infer, knowledge, stream
 from agent.api.routes.docs import mount_docs
 from agent.config import Settings
 from agent.heap import freeze_startup_objects
@@ -164,6 +164,7 @@ def create_app(settings: Settings | None = None, components: Components | None =
     state_runtime_limits(app, settings)
     app.include_router(health.router)
     app.include_router(infer.router)
+    app.include_router(stream.router)
     app.include_router(knowledge.router)
     mount_docs(app)
     return app

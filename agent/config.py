@@ -38,7 +38,10 @@ class Settings(BaseSettings):
     gemini_embed_model: str = "gemini-embedding-001"
     google_gemini_base_url: str | None = None
     embed_dimensions: int = Field(768, ge=64, le=3072)
+    # Every Gemini call (generate, embed, a stream's first chunk) as a whole, not per read.
     llm_timeout_seconds: float = Field(20.0, gt=0)
+    # A stream that sends nothing for this long between two chunks is ended (llm_timeout).
+    llm_stream_stall_seconds: float = Field(10.0, gt=0)
     llm_max_attempts: int = Field(4, ge=1, le=10)
     llm_retry_initial_seconds: float = Field(0.5, ge=0)
     llm_retry_max_seconds: float = Field(8.0, ge=0)

@@ -6,6 +6,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Buckets sized for an API whose fast path is a few milliseconds and whose LLM path is seconds.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# OpenTelemetry's advice for gen_ai.server.time_to_first_token and time_per_output_token.
+_TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10)
+_CHUNK_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5)
 
 
 class Metrics:
@@ -27,6 +30,25 @@ class Metrics:
             "LLM call latency, by provider and outcome.",
             ["provider", "outcome"],
             buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        # OpenTelemetry's GenAI server metrics, in Prometheus' style; chunks, not tokens: the
+        # agent streams what Gemini sends, a chunk at a time.
+        self.time_to_first_token = Histogram(
+            "vaia_gen_ai_server_time_to_first_token_seconds",
+            "Streamed answers: from the request to the first text sent to the client "
+            "(gen_ai.server.time_to_first_token), by where the text came from "
+            "(gemini, offline, cache).",
+            ["provider"],
+            buckets=_TTFT_BUCKETS,
+            registry=r,
+        )
+        self.time_per_output_chunk = Histogram(
+            "vaia_gen_ai_server_time_per_output_chunk_seconds",
+            "Streamed answers: time between two pieces of text sent to the client "
+            "(gen_ai.server.time_per_output_token, per chunk), by provider.",
+            ["provider"],
+            buckets=_CHUNK_BUCKETS,
             registry=r,
         )
         self.llm_retries = Counter(
