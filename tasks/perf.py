@@ -243,6 +243,9 @@ def loadtest(
     console.print(
         table("load test verdict", ("criterion", "result", "measured", "objective"), rows)
     )
+    if streamed := load.streaming_rows(load.report_stats(summary.parent)):
+        columns = ("streamed answers", "p50", "p95", "answers")
+        console.print(table("streamed answers", columns, streamed, right=columns[1:]))
     final = load.overall(criteria)
     console.print(f"verdict: [bold]{final}[/]   report: {summary}")
     if final != "PASS":
