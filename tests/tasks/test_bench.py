@@ -63,8 +63,11 @@ SERVING = traffic.ServingBench(
 def fixed_measurements(monkeypatch) -> None:
     row = network.LoadRow(20, _load("infer, cache miss", 60), 5.0, 66.7, 2.0)
     monkeypatch.setattr(perf, "service_bench", lambda *a, **k: ([_load("bare"), _load("hit")], 1.0))
+    stream = network.StreamRow(50, 40, 0, 260, 300, 1070, 1100, 200, 3.0)
     monkeypatch.setattr(
-        perf.network, "gemini_bench", lambda *a, **k: network.GeminiBench(300, 1, [row, row])
+        perf.network,
+        "gemini_bench",
+        lambda *a, **k: network.GeminiBench(300, 1, [row, row], stream),
     )
     monkeypatch.setattr(
         perf.network,
@@ -121,6 +124,8 @@ def test_the_gemini_section_draws_its_curve(checkout) -> None:
     bench("--gemini")
     [plot] = (checkout / "reports").glob("bench-*/gemini.png")
     assert plot.read_bytes().startswith(b"\x89PNG")
+    [report] = (checkout / "reports").glob("bench-*/gemini.md")
+    assert "| 50 | 40 | 260 | 300 | 200 | +60 ms | <= 100 ms |" in report.read_text()
 
 
 def test_update_docs_rewrites_only_the_measured_block(checkout) -> None:
