@@ -5,6 +5,7 @@ in the background. Everything else goes through `Runner` (runner.py) or the pref
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,17 +98,32 @@ def _streamed(argv: Sequence[str], how: Invocation, env: dict[str, str] | None) 
 def spawn(
     argv: Sequence[str], env: Mapping[str, str] | None, cwd: Path | None
 ) -> subprocess.Popen[bytes]:
-    """Start `argv` in the background (its stdout discarded, its stderr kept for errors)."""
+    """Start `argv` in the background (its stdout discarded, its stderr kept for errors, in a
+    file: a pipe nobody reads while the process runs fills up, and a server that logs then
+    blocks on its next write; `error_output` reads it)."""
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 (the process owns it: closed with it)
     try:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             list(argv),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=errors,
             env=dict(env) if env is not None else None,
             cwd=cwd,
         )
     except FileNotFoundError as exc:
+        errors.close()
         raise MissingToolError(f"{argv[0]} is gone: {exc.strerror}") from exc
+    process.stderr = errors
+    return process
+
+
+def error_output(process: subprocess.Popen[bytes], tail: int = 2000) -> str:
+    """The end of what a process started by `spawn` wrote to its stderr so far."""
+    if process.stderr is None:
+        return ""
+    if process.stderr.seekable():
+        process.stderr.seek(0)  # the process wrote through the same file offset
+    return process.stderr.read().decode(errors="replace")[-tail:]
 
 
 def _name(argv: Sequence[str]) -> str:

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 QUESTION = "How do I roll back a Deployment?"
 INFER = "/v1/agent/infer"
 STREAM = "/v1/agent/infer/stream"
+REQUEST_TIMEOUT_S = 60.0  # an answer slower than this counts as none (TimeoutError)
 _unique = itertools.count()
 
 
@@ -168,8 +169,9 @@ async def closed_loop(
         try:
             while time.perf_counter() < deadline:
                 try:
-                    reply = await connection.request("POST", path, question(seed))
-                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                    async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                        reply = await connection.request("POST", path, question(seed))
+                except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as exc:
                     result.errors[type(exc).__name__] += 1
                     await asyncio.sleep(0.1)
                     continue

@@ -21,6 +21,7 @@ import httpx
 
 from devstack.core.errors import CommandError, DevstackError
 from devstack.core.net import free_port
+from devstack.core.process import error_output
 from devstack.core.runner import Runner
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")
@@ -97,7 +98,7 @@ def start_server(
         except httpx.HTTPError:
             pass
         if process.poll() is not None:
-            error = process.stderr.read().decode()[-2000:] if process.stderr else ""
+            error = error_output(process)
             raise DevstackError(f"{' '.join(argv)} exited with {process.returncode}", error)
         time.sleep(0.02)
     process.kill()

@@ -200,15 +200,22 @@ def serving_bench(
     overload_clients: int = 600,
     overload_seconds: float = 20,
 ) -> ServingBench:
-    """Every scenario with the issue's figures by default (shorter ones for tests)."""
+    """Every scenario with the issue's figures by default (shorter ones for tests), each on an
+    agent of its own: a breaker the quota opened must not answer the next scenario offline."""
     with tempfile.TemporaryDirectory() as tmp, standin() as gemini:
         env = agent_env(gemini, CHROMA_PATH=f"{tmp}/chroma")
         if agent_from is not None:
             env["PYTHONPATH"] = str(agent_from)
-        with server(["-m", "agent", "serve"], "/ready", env, cwd=agent_from) as agent:
-            quota = quota_scenario(agent, gemini, quota_questions, quota_every_s)
-            hung = hang_up_scenario(agent, gemini, hang_up_clients, gemini_s=hang_up_gemini_s)
-            overload = overload_scenario(agent, gemini, overload_clients, overload_seconds)
+
+        def agent() -> contextlib.AbstractContextManager[Server]:
+            return server(["-m", "agent", "serve"], "/ready", env, cwd=agent_from)
+
+        with agent() as running:
+            quota = quota_scenario(running, gemini, quota_questions, quota_every_s)
+        with agent() as running:
+            hung = hang_up_scenario(running, gemini, hang_up_clients, gemini_s=hang_up_gemini_s)
+        with agent() as running:
+            overload = overload_scenario(running, gemini, overload_clients, overload_seconds)
     return ServingBench(quota, hung, overload, str(agent_from or "this checkout"))
 
 
