@@ -39,6 +39,7 @@ class AdmissionControl:
         self.in_flight = 0
         self._gauge = metrics.inflight_requests
         self._shed = {path: metrics.requests_shed.labels(path) for path in paths}
+        self._routes = {path: _Refused(path) for path in paths}
         self._detail = (
             f"this process is answering its limit of {limit} requests "
             f"(MAX_INFLIGHT_REQUESTS); retry after the Retry-After delay"
@@ -50,7 +51,7 @@ class AdmissionControl:
             return
         if self.limit and self.in_flight >= self.limit:
             self._shed[scope["path"]].inc()
-            scope["route"] = _Refused(scope["path"])
+            scope["route"] = self._routes[scope["path"]]
             await self._refuse(scope, send)
             return
         self.in_flight += 1

@@ -10,7 +10,8 @@ switched between modes with its `/control`):
 - **overload**: Gemini taking 1 s; 600 concurrent clients (a closed loop, unique questions; a
   503 or 429 waits its `Retry-After`): what was answered and refused, the answered requests'
   latencies, and `/health`, `/ready` and `/metrics` probed meanwhile from another process (this
-  one, its own thread, one request at a time).
+  one, its own thread, one request at a time), with a bare uvicorn's `/hello` probed alike as the
+  control: on a shared machine, what a request waits for a core whatever the server.
 
 `agent_from` runs another `agent` package (a folder holding it: an older commit's, for the
 *before* figures) with the same measuring code.
@@ -37,7 +38,7 @@ from devstack.core.errors import DevstackError
 from devstack.perf.clients import INFER, QUESTION, hang_up, percentile
 from devstack.perf.gemini import agent_env
 from devstack.perf.reports import markdown
-from devstack.perf.service import Server, server
+from devstack.perf.service import HELLO, Server, server
 
 OPERATIONS = ("/health", "/ready", "/metrics")
 
@@ -67,6 +68,7 @@ class Overload:
     gemini_s: float
     load: dict[str, object]
     operations_ms: dict[str, list[float]] = field(default_factory=dict)
+    control_ms: list[float] = field(default_factory=list)  # a bare server, meanwhile
 
     def operations_max_ms(self) -> float:
         return max((max(v) for v in self.operations_ms.values() if v), default=0.0)
@@ -150,11 +152,13 @@ def hang_up_scenario(
 
 class OperationsProbe:
     """A thread that asks each operations endpoint in turn, one request at a time, and keeps
-    how long each took."""
+    how long each took; and, as a control, a bare server's endpoint (`control`, a URL): what
+    the machine itself adds to a request while the load runs."""
 
-    def __init__(self, url: str, interval_s: float = 0.05) -> None:
-        self.url, self.interval_s = url, interval_s
+    def __init__(self, url: str, interval_s: float = 0.05, control: str | None = None) -> None:
+        self.url, self.interval_s, self.control = url, interval_s, control
         self.times_ms: dict[str, list[float]] = {path: [] for path in OPERATIONS}
+        self.control_ms: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -174,6 +178,11 @@ class OperationsProbe:
                     with contextlib.suppress(httpx.HTTPError):
                         client.get(self.url + path)
                         self.times_ms[path].append(1000 * (time.perf_counter() - started))
+                    if self.control is not None:
+                        started = time.perf_counter()
+                        with contextlib.suppress(httpx.HTTPError):
+                            client.get(self.control)
+                            self.control_ms.append(1000 * (time.perf_counter() - started))
                     self._stop.wait(self.interval_s)
 
 
@@ -183,12 +192,15 @@ def overload_scenario(
     control(gemini, latency_ms=gemini_s * 1000)
     argv = [sys.executable, "-m", "devstack.perf.clients", "load", "--url", agent.url]
     argv += ["--clients", str(clients), "--seconds", f"{seconds:g}"]
-    with OperationsProbe(agent.url) as probe:
+    with (
+        server(HELLO, "/docs", {}) as hello,
+        OperationsProbe(agent.url, control=hello.url + "/hello") as probe,
+    ):
         done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
     if done.returncode != 0:
         raise DevstackError("the load clients failed", done.stderr[-2000:])
     load = json.loads(done.stdout.strip().splitlines()[-1])
-    return Overload(clients, seconds, gemini_s, load, probe.times_ms)
+    return Overload(clients, seconds, gemini_s, load, probe.times_ms, probe.control_ms)
 
 
 def serving_bench(
@@ -271,6 +283,12 @@ def serving_table(result: ServingBench) -> tuple[tuple[str, ...], list[tuple[str
             "/health, /ready, /metrics: p99 (max of all)",
             f"{' / '.join(_ms(v) for v in ops.values())} ms ({o.operations_max_ms():.0f})",
             "< 100 ms",
+        ),
+        (
+            "",
+            "control: a bare uvicorn's /hello meanwhile, p99 (max)",
+            f"{_ms(percentile(o.control_ms, 0.99))} ms ({max(o.control_ms, default=0):.0f})",
+            "the machine's share",
         ),
     ]
     return columns, rows

@@ -30,6 +30,7 @@ RESULT = ServingBench(
             "shed_max_ms": None,
         },
         {"/health": [5.0, 82.0], "/ready": [648.0], "/metrics": [262.0]},
+        [3.0, 41.0],
     ),
     "/tmp/before",
 )
@@ -47,6 +48,7 @@ def test_the_serving_table_gives_each_scenarios_figures_and_goal() -> None:
     assert values["answered (200) / refused (503, 429) / other / no answer"] == "2700 / 0 / 0 / 2"
     assert values["answered: p50 / p95 / max"] == "4934 / 6880 / 9994 ms"
     assert values["/health, /ready, /metrics: p99 (max of all)"] == "82 / 648 / 262 ms (648)"
+    assert values["control: a bare uvicorn's /hello meanwhile, p99 (max)"] == "41 ms (41)"
     block = serving_block(RESULT, "2 cores")
     assert "agent: /tmp/before" in block[0]
 
@@ -67,3 +69,4 @@ def test_a_short_serving_run_measures_every_scenario() -> None:
     statuses = result.overload.load["statuses"]
     assert sum(statuses.values()) > 0
     assert all(result.overload.operations_ms.values())  # each endpoint was probed
+    assert result.overload.control_ms  # and the bare server alike
