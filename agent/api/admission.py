@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.metrics import Metrics
 
@@ -56,11 +56,27 @@ class AdmissionControl:
             return
         self.in_flight += 1
         self._gauge.inc()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.in_flight -= 1
+                self._gauge.dec()
+
+        async def send_releasing(message: Message) -> None:
+            # Freed before the last of the answer goes out: a keep-alive client asks again as
+            # soon as it has it, and must find its place free (after the route returned was
+            # too late: as many clients as the limit were refused now and then).
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                release()
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_releasing)
         finally:
-            self.in_flight -= 1
-            self._gauge.dec()
+            release()
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         body = json.dumps(

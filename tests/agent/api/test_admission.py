@@ -86,3 +86,17 @@ def test_a_refusal_has_the_error_body_and_is_documented(tmp_path) -> None:
         "MAX_INFLIGHT_REQUESTS"
         in document["paths"][INFER]["post"]["responses"]["503"]["description"]
     )
+
+
+def test_as_many_clients_as_the_limit_are_never_refused(tmp_path) -> None:
+    """A client that got its answer asks again at once: its place must be free by then (it was
+    freed only after the answer had gone, and the next question could come first)."""
+    from devstack.perf.clients import closed_loop
+
+    with (
+        gemini_process(latency_ms=20) as gemini,
+        agent_process(tmp_path, gemini, MAX_INFLIGHT_REQUESTS=str(LIMIT)) as agent,
+    ):
+        result = asyncio.run(closed_loop(agent.url, LIMIT, seconds=4, spread_s=0))
+    assert result.statuses[200] > 20 * LIMIT  # each client asked again and again
+    assert result.statuses[503] == 0 and not result.errors
