@@ -12,7 +12,9 @@ of the same fields, `Behaviour` below):
 - `stall_after`: a stream sends this many chunks, then nothing more (the connection stays open);
 - `fail_after`: a stream sends this many chunks, then an error event (as Gemini does mid-stream);
 - `trickle`: generate and embedding answers are sent a byte at a time, 5 a second, so that only a
-  deadline on the whole call ends them (a per-read timeout never fires).
+  deadline on the whole call ends them (a per-read timeout never fires);
+- `tool_rounds`: the first rounds of each conversation (generate calls whose request has fewer
+  function responses) ask for the `search_knowledge` tool instead of answering.
 
 It runs in its own process so that its CPU is not the agent's, on a plain asyncio server that holds
 any number of slow responses at once (each is a sleeping coroutine, not a thread). HTTP/1.1 with
@@ -62,6 +64,7 @@ class Behaviour:
     stall_after: int | None = None
     fail_after: int | None = None
     trickle: bool = False
+    tool_rounds: int = 0
 
     def update(self, changes: dict[str, Any]) -> None:
         known = {f.name for f in dataclasses.fields(self)}
@@ -177,7 +180,12 @@ class StandIn:
             return await self._stream(request, reader, writer)
         if call == "generateContent":
             await _hold(reader, b.latency_ms / 1000)
-            payload = generated(request)
+            rounds = sum(
+                "functionResponse" in part
+                for content in request.get("contents", [])
+                for part in content.get("parts", [])
+            )
+            payload = tool_call() if rounds < b.tool_rounds else generated(request)
         elif call in ("embedContent", "batchEmbedContents"):
             await _hold(reader, b.embed_latency_ms / 1000)
             if call == "embedContent":
@@ -335,6 +343,12 @@ def generated(request: dict[str, Any]) -> bytes:
     ).encode()
 
 
+def tool_call() -> bytes:
+    part = {"functionCall": {"name": "search_knowledge", "args": {"query": "rollback"}}}
+    candidate = {"content": {"role": "model", "parts": [part]}, "finishReason": "STOP"}
+    return json.dumps({"candidates": [candidate], "modelVersion": "bench-standin"}).encode()
+
+
 def stream_chunk(piece: str, last: bool, request: dict[str, Any]) -> bytes:
     """One GenerateContentResponse of a stream: a text delta; the last one finishes."""
     candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": piece}]}}
@@ -380,6 +394,7 @@ def parse(argv: list[str] | None = None) -> tuple[int, Behaviour]:
     parser.add_argument("--stall-after", type=int, default=None)
     parser.add_argument("--fail-after", type=int, default=None)
     parser.add_argument("--trickle", action="store_true")
+    parser.add_argument("--tool-rounds", type=int, default=0)
     args = vars(parser.parse_args(argv))
     port = args.pop("port")
     return port, Behaviour(**args)

@@ -4,6 +4,7 @@ client abandoned) and the agent in its own (`python -m agent serve`), on loopbac
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -73,6 +74,11 @@ class Agent:
         return found
 
 
+# A folder holding another `agent` package (an older commit's, `git archive <sha> agent`): the
+# serving tests then run against it, to show what they catch (each fails on the code before #19).
+AGENT_FROM = os.environ.get("VAIA_TEST_AGENT_FROM")
+
+
 @contextmanager
 def agent_process(tmp_path: Path, gemini: StandIn | None, **env: str) -> Iterator[Agent]:
     """The agent on a free port (Gemini the stand-in, or offline without one), ready with the
@@ -91,11 +97,14 @@ def agent_process(tmp_path: Path, gemini: StandIn | None, **env: str) -> Iterato
             LLM_PROVIDER="gemini", GEMINI_API_KEY="test-key", GOOGLE_GEMINI_BASE_URL=gemini.url
         )
     environment.update(env)
+    if AGENT_FROM:
+        environment["PYTHONPATH"] = AGENT_FROM
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "serve"],
         env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        cwd=AGENT_FROM,  # `python -m` puts the working directory first on sys.path
     )
     agent = Agent(f"http://127.0.0.1:{port}", proc.pid)
     try:

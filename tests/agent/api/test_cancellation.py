@@ -43,6 +43,23 @@ def test_clients_that_hang_up_cancel_their_gemini_calls_and_nothing_is_cached(tm
         assert gemini.count("completed") == 1
 
 
+def test_a_hang_up_between_tool_rounds_runs_no_later_round(tmp_path) -> None:
+    """Gemini asks for a tool twice before answering, each round taking 1 s: a client gone
+    during the second round leaves it abandoned and the third never asked."""
+    with (
+        gemini_process(latency_ms=1000, tool_rounds=2) as gemini,
+        agent_process(tmp_path, gemini) as agent,
+    ):
+        asyncio.run(hang_up(agent.url, 1, after_s=1.5, query=QUESTION))
+        wait_until(
+            lambda: agent.metric("vaia_requests_cancelled_total", route=INFER) == 1, 10, "cancel"
+        )
+        time.sleep(2.5)  # the old code would have made the third round by now
+        assert gemini.count("calls") == 2
+        assert (gemini.count("completed"), gemini.count("abandoned")) == (1, 1)
+        assert agent.metric("vaia_tool_calls_total", tool="search_knowledge") == 1
+
+
 # --- the middleware on its own, with ASGI messages the test hands it ----------------------------
 
 
