@@ -14,6 +14,7 @@ import httpx
 import uvicorn
 
 from agent.config import Settings
+from agent.heap import enable_freezing
 from agent.logs import configure_logging
 
 STARTUP_FAILURE = 3  # what uvicorn.run exits with when the app cannot start
@@ -44,6 +45,7 @@ def serve(settings: Settings, reload: bool = False) -> int:
     if reload:  # development only: uvicorn's reloader supervises a child process
         uvicorn.run("agent.app:create_app", reload=True, reload_dirs=["agent"], **options)
         return 0
+    enable_freezing()  # this process is the server: its start-up heap lives as long as it
     server = _Server(uvicorn.Config("agent.app:create_app", **options))
     server.run()
     return 0 if server.started else STARTUP_FAILURE

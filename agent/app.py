@@ -14,11 +14,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from agent import __version__
+from agent.api.admission import AdmissionControl
+from agent.api.cancellation import CancelOnDisconnect
 from agent.api.middleware import RequestContextMiddleware
 from agent.api.openapi import state_runtime_limits
-from agent.api.routes import health, infer, knowledge
+from agent.api.routes import health, infer, knowledge, stream
 from agent.api.routes.docs import mount_docs
 from agent.config import Settings
+from agent.heap import freeze_startup_objects
 from agent.llm.base import LLMError
 from agent.logs import configure_logging
 from agent.metrics import Metrics
@@ -27,6 +30,9 @@ from agent.wiring import Components, build_components, mark_seeding, seed_if_emp
 
 log = logging.getLogger(__name__)
 
+
+# The routes that answer questions: a client that hangs up cancels their work.
+INFERENCE_PATHS = frozenset({"/v1/agent/infer", "/v1/agent/infer/stream"})
 
 # Error codes of the statuses Starlette raises by itself (unknown path, wrong method, ...).
 _HTTP_ERRORS = {
@@ -111,6 +117,9 @@ def create_app(settings: Settings | None = None, components: Components | None =
         app.state.components = c
         mark_seeding(c, "not started" if settings.seed_on_startup else "disabled")
         seeding = asyncio.create_task(seed_if_empty(c)) if settings.seed_on_startup else None
+        freeze_startup_objects()
+        if seeding is not None:  # the seed imports and opens the store: those objects too
+            seeding.add_done_callback(lambda _: freeze_startup_objects())
         app.state.accepting = True
         log.info(
             "agent started",
@@ -136,6 +145,15 @@ def create_app(settings: Settings | None = None, components: Components | None =
         docs_url=None,
         redoc_url=None,
     )
+    # Added innermost first: the request context wraps everything, then admission (a refusal
+    # costs nothing more), then cancellation of what was admitted.
+    app.add_middleware(CancelOnDisconnect, metrics=metrics, paths=INFERENCE_PATHS)
+    app.add_middleware(
+        AdmissionControl,
+        limit=settings.max_inflight_requests,
+        metrics=metrics,
+        paths=INFERENCE_PATHS,
+    )
     app.add_middleware(
         RequestContextMiddleware,
         metrics=metrics,
@@ -146,6 +164,7 @@ def create_app(settings: Settings | None = None, components: Components | None =
     state_runtime_limits(app, settings)
     app.include_router(health.router)
     app.include_router(infer.router)
+    app.include_router(stream.router)
     app.include_router(knowledge.router)
     mount_docs(app)
     return app

@@ -42,12 +42,22 @@ class Settings(BaseSettings):
     google_gemini_base_url: str | None = None
     embed_dimensions: int = Field(768, ge=64, le=3072)
     offline_embedder: OfflineEmbedderName = "auto"
+    # Every Gemini call (generate, embed, a stream's first chunk) as a whole, not per read.
     llm_timeout_seconds: float = Field(20.0, gt=0)
+    # A stream that sends nothing for this long between two chunks is ended (llm_timeout).
+    llm_stream_stall_seconds: float = Field(10.0, gt=0)
     llm_max_attempts: int = Field(4, ge=1, le=10)
     llm_retry_initial_seconds: float = Field(0.5, ge=0)
     llm_retry_max_seconds: float = Field(8.0, ge=0)
     # When the LLM is unavailable after retries, answer extractively (flagged) instead of failing.
     llm_fallback_offline: bool = True
+    # The per-model circuit breaker (agent/llm/breaker.py): outages in a row that open it (a 429
+    # or a Retry-After opens it at once), its first cooldown without a Retry-After (doubling),
+    # the longest cooldown, and the probes let through at a time when a cooldown ends.
+    llm_breaker_failures: int = Field(3, ge=1, le=100)
+    llm_breaker_cooldown_seconds: float = Field(2.0, gt=0)
+    llm_breaker_max_cooldown_seconds: float = Field(60.0, gt=0)
+    llm_breaker_probes: int = Field(1, ge=1, le=100)
 
     # --- ChromaDB ---
     chroma_host: str | None = None
@@ -69,6 +79,11 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(10, ge=0)
 
     # --- API ---
+    # Inference requests in flight per process; past it, 503 with Retry-After at once (0: no
+    # limit). docs/benchmarks.md, "Per-pod concurrency": one process carries 100 requests in
+    # flight (Gemini at 300 ms) at 150-215 req/s without errors on about one core; past that the
+    # event loop is the queue, and every request waits longer, none more is answered.
+    max_inflight_requests: int = Field(100, ge=0)
     agent_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_query_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)

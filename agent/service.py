@@ -38,12 +38,14 @@ from agent.llm.base import (
     LLMRateLimitError,
     LLMTimeoutError,
     LLMUnavailableError,
+    StreamingProvider,
 )
 from agent.llm.offline import NO_SOURCES_ANSWER, NOT_COVERED_ANSWER, OfflineProvider
 from agent.metrics import Metrics
 from agent.prompts import Prompt, build_prompt, clean
 from agent.store.state import CacheUnavailableError, State
 from agent.store.vector import KnowledgeStore, StoreRejectedError, StoreUnavailableError
+from agent.streaming import AnswerStream
 from agent.tools import ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -148,10 +150,15 @@ class AgentService:
         return answer if isinstance(answer, Answer) else answer.model()
 
     async def answer(
-        self, query: str, session_id: str | None, top_k: int | None
+        self,
+        query: str,
+        session_id: str | None,
+        top_k: int | None,
+        stream: AnswerStream | None = None,
     ) -> Answer | CachedAnswer:
         """The answer, or a cache hit as it was stored: its JSON, never parsed on the way out
-        (the API sends it as it is; `infer` makes an Answer of it)."""
+        (the API sends it as it is; `infer` makes an Answer of it). With a `stream`, the
+        answer's text is also written to it as it comes (agent/streaming.py)."""
         await self._inject_faults()
         k = top_k or self.settings.default_top_k
         history = await self.state.history(session_id) if session_id else []
@@ -160,6 +167,8 @@ class AgentService:
         self._cache_series[lookup.result].inc()
         if lookup.value is not None:
             hit = _result_from_cache(lookup.value)
+            if stream is not None:
+                stream.whole(hit.text(), "cache")
             if session_id:
                 await self._remember(session_id, query, hit.text())
             return hit
@@ -182,7 +191,9 @@ class AgentService:
 
         prompt = build_prompt(query, passages, history if self.llm.uses_history else [])
         ctx = ToolContext(search=self._tool_search, found=list(passages))
-        completion, provider = await self._complete(prompt, ctx, degraded)
+        if stream is not None and RETRIEVAL_UNAVAILABLE in degraded:
+            stream.lead_with(f"{NO_KNOWLEDGE_NOTICE}\n\n")  # as the answer will start
+        completion, provider = await self._complete(prompt, ctx, degraded, stream)
 
         answer = completion.text
         if KNOWLEDGE_LOADING in degraded and answer == NO_SOURCES_ANSWER:
@@ -195,6 +206,8 @@ class AgentService:
             )
         for reason in degraded:
             self.metrics.degraded_answers.labels(reason).inc()
+        if stream is not None and not stream.began:  # an answer that came whole
+            stream.whole(answer, provider.name)
 
         cited = set(completion.cited)
         response = Answer(
@@ -226,15 +239,24 @@ class AgentService:
         )
 
     async def _complete(
-        self, prompt: Prompt, ctx: ToolContext, degraded: list[str]
+        self,
+        prompt: Prompt,
+        ctx: ToolContext,
+        degraded: list[str],
+        stream: AnswerStream | None = None,
     ) -> tuple[Completion, LLMProvider]:
         started = time.perf_counter()
         outcome = "ok"
         try:
+            if stream is not None and isinstance(self.llm, StreamingProvider):
+                on_text = functools.partial(stream.delta, provider=self.llm.name)
+                completion = await self.llm.complete_streaming(prompt, self.tools, ctx, on_text)
+                return completion, self.llm
             return await self.llm.complete(prompt, self.tools, ctx), self.llm
         except _FALLBACK_ERRORS as exc:
             outcome = exc.kind
-            if not self.settings.llm_fallback_offline:
+            # Once the client has part of Gemini's answer, another answer cannot follow it.
+            if not self.settings.llm_fallback_offline or (stream is not None and stream.began):
                 raise
             log.warning("LLM unavailable, answering extractively", extra={"reason": str(exc)})
             degraded.append(LLM_UNAVAILABLE)

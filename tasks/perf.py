@@ -22,6 +22,7 @@ from devstack.perf import answers as evaluation
 from devstack.perf import capacity
 from devstack.perf import gemini as network
 from devstack.perf import loadtest as load
+from devstack.perf import serving as traffic
 from devstack.perf.breakdown import venv_breakdown
 from devstack.perf.image import image_bench
 from devstack.perf.live_update import LiveUpdateEmulator, dependency_change
@@ -41,11 +42,16 @@ from tasks.image import docker
         "local first)",
         "service": "infer throughput and latency (cache hit, miss) against a bare endpoint",
         "gemini": "the Gemini path through a slow stand-in: CPU per request, throughput and "
-        "latency at 20 and 100 clients against the ideal",
+        "latency at 20 and 100 clients against the ideal; streamed answers' time to first token "
+        "at 50 clients",
         "production": "the agent on a real Redis and Chroma server: cache hit and miss against "
         "the bare endpoint",
         "answers": "do the answers fit the questions: hit@1, hit@3 and correct refusals on the "
         "answer evaluation, for the hashing embedder and all-MiniLM-L6-v2",
+        "serving": "issue #19's traffic: a spent Gemini quota, clients that hang up, 600 "
+        "concurrent clients (shedding, and the operations endpoints meanwhile)",
+        "agent_from": "--serving: a folder holding another `agent` package to measure (an "
+        "older commit's, for before-and-after figures)",
         "latency_ms": "the Gemini stand-in's generateContent latency (default 300)",
         "offline": "build on the stand-in bases (no registry needed)",
         "seconds": "seconds of load per service measurement (default 10)",
@@ -61,6 +67,8 @@ def bench(
     gemini: bool = False,
     production: bool = False,
     answers: bool = False,
+    serving: bool = False,
+    agent_from: str = "",
     latency_ms: float = 300,
     offline: bool = False,
     seconds: int = 10,
@@ -74,7 +82,7 @@ def bench(
         raise UsageError(f"--seconds {seconds}: at least 1")
     if latency_ms <= 0:
         raise UsageError(f"--latency-ms {latency_ms}: above 0")
-    run_all = not (image or live_update or service or gemini or production or answers)
+    run_all = not (image or live_update or service or gemini or production or answers or serving)
     reports = BenchReports.for_run(ROOT, report_dir, update_docs)
     if service or run_all:
         bench_service(reports, seconds)
@@ -84,6 +92,8 @@ def bench(
         bench_production(reports, seconds, latency_ms)
     if answers or run_all:
         bench_answers(reports)
+    if serving or run_all:
+        bench_serving(reports, Path(agent_from) if agent_from else None)
     if image or run_all:
         bench_image(reports, docker(), offline)
     if (live_update or run_all) and engine == "local":
@@ -123,6 +133,10 @@ def bench_gemini(reports: BenchReports, seconds: int, latency_ms: float) -> None
     columns, rows = network.gemini_table(result)
     title = f"the Gemini path (stand-in answering after {latency_ms:g} ms, every request a miss)"
     console.print(table(title, columns, rows, right=columns[1:]))
+    columns, rows = network.stream_table(result)
+    if rows:
+        title = "streamed answers (stand-in streaming 5 chunks over 1 s)"
+        console.print(table(title, columns, rows, right=columns[1:]))
     reports.section("gemini", network.gemini_block(result, machine()))
     network.plot_gemini(result, reports.plot_path("gemini"))
 
@@ -149,6 +163,16 @@ def bench_answers(reports: BenchReports) -> None:
     console.print(table(title, columns, rows, right=columns[2:]))
     reports.section("answers", evaluation.answers_block(runs, time.strftime("%Y-%m-%d"), machine()))
     evaluation.plot_answers(runs, reports.plot_path("answers"))
+
+
+def bench_serving(reports: BenchReports, agent_from: Path | None) -> None:
+    if agent_from is not None and not (agent_from / "agent" / "__init__.py").is_file():
+        raise UsageError(f"--agent-from {agent_from}: no agent package there")
+    result = traffic.serving_bench(agent_from)
+    columns, rows = traffic.serving_table(result)
+    title = f"serving under issue #19's traffic (agent: {result.label})"
+    console.print(table(title, columns, rows, right=("value",)))
+    reports.section("serving", traffic.serving_block(result, machine()))
 
 
 def bench_image(reports: BenchReports, client: Docker, offline: bool) -> None:
@@ -308,6 +332,9 @@ def loadtest(
     console.print(
         table("load test verdict", ("criterion", "result", "measured", "objective"), rows)
     )
+    if streamed := load.streaming_rows(load.report_stats(summary.parent)):
+        columns = ("streamed answers", "p50", "p95", "answers")
+        console.print(table("streamed answers", columns, streamed, right=columns[1:]))
     final = load.overall(criteria)
     console.print(f"verdict: [bold]{final}[/]   report: {summary}")
     if final != "PASS":

@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent.api.cancellation import CLIENT_GONE
 from agent.logs import request_id_var
 from agent.metrics import Metrics
 
@@ -130,6 +131,8 @@ class RequestContextMiddleware:
                 await send_with_id(too_large_reply()[0])
         finally:
             elapsed = time.perf_counter() - started
+            if not response_started and scope["state"].get(CLIENT_GONE):
+                status = 499  # the client closed the connection first (nginx's code)
             route = _route_template(scope)
             method = scope["method"]
             label = method if method in KNOWN_METHODS else "other"

@@ -64,7 +64,7 @@ class ErrorBody(BaseModel):
         description="What went wrong, for a program: invalid_request, unauthorized, "
         "rate_limited, too_many_auth_failures, duplicate_document_ids, body_too_large, "
         "query_too_long, document_too_long, too_many_documents, headers_too_large, "
-        "store_unavailable, cache_unavailable, llm_*, internal_error, ..."
+        "store_unavailable, cache_unavailable, overloaded, llm_*, internal_error, ..."
     )
     request_id: str | None = None
     errors: list[ErrorItem] | None = Field(
@@ -109,6 +109,7 @@ _REASONS = {
     431: "Request headers over MAX_HEADER_BYTES.",
     500: "Internal error; see the logs by request_id.",
     502: "The LLM rejected the key or the request (LLM_FALLBACK_OFFLINE does not hide it).",
-    503: "A dependency is unavailable; retry after Retry-After.",
+    503: "A dependency is unavailable, or the process is answering MAX_INFLIGHT_REQUESTS "
+    "requests already (`overloaded`); retry after Retry-After.",
     504: "The LLM timed out (with LLM_FALLBACK_OFFLINE=false).",
 }

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from agent.domain import ToolCall
 from agent.prompts import Prompt
 from agent.tools import ToolContext, ToolRegistry
 
-__all__ = ["Completion", "LLMError", "LLMProvider", "ToolCall"]
+__all__ = ["Completion", "LLMError", "LLMProvider", "StreamingProvider", "ToolCall"]
 
 
 @dataclass
@@ -72,3 +73,16 @@ class LLMProvider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class StreamingProvider(Protocol):
+    """A provider that can give its answer's text as it is written (Gemini). The others answer
+    whole, and their answer is streamed once it is complete (agent/streaming.py)."""
+
+    async def complete_streaming(
+        self, prompt: Prompt, tools: ToolRegistry, ctx: ToolContext, on_text: Callable[[str], None]
+    ) -> Completion:
+        """As `complete`; `on_text` gets each piece of the answer's text as it comes, and the
+        Completion's text is those pieces joined (stripped)."""
+        ...

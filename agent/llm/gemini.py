@@ -14,13 +14,15 @@ recording stand-in of the REST API and compares.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import json
 import logging
 import re
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -47,7 +49,9 @@ from agent.llm.base import (
     LLMUnavailableError,
     ToolCall,
 )
+from agent.llm.breaker import Breaker, BreakerPolicy, parse_retry_after, parse_retry_delay
 from agent.llm.pool import ShardedTransport
+from agent.llm.sse import json_events
 from agent.metrics import Metrics
 from agent.prompts import Prompt
 from agent.tools import ToolContext, ToolRegistry
@@ -74,19 +78,32 @@ TIMEOUT_ERRORS = (httpx.TimeoutException, httpx2.TimeoutException)
 
 
 def _is_retryable(exc: BaseException) -> bool:
+    """Transient failures are retried inside the request; not a 429 (a spent quota: retrying
+    spends the next minute's too) nor an answer that says when to come back: those open the
+    model's breaker (agent/llm/breaker.py), which waits for them once for every request."""
     if isinstance(exc, genai_errors.APIError):
+        if exc.code == 429 or _retry_after(exc) is not None:
+            return False
         return exc.code in RETRYABLE_STATUS
-    return isinstance(exc, TRANSPORT_ERRORS)
+    return isinstance(exc, (*TRANSPORT_ERRORS, TimeoutError))
+
+
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 
 
 def _retry_after(exc: genai_errors.APIError) -> float | None:
+    """When Gemini said to come back: the Retry-After header (seconds or an HTTP date), else the
+    RetryInfo of its error body (`retryDelay: "30s"`, what the Gemini API sends with a 429)."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
-    value = headers.get("retry-after") if headers is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    seconds = parse_retry_after(headers.get("retry-after") if headers is not None else None)
+    if seconds is not None:
+        return seconds
+    details = exc.details.get("error", {}).get("details") if isinstance(exc.details, dict) else None
+    for detail in details if isinstance(details, list) else []:
+        if isinstance(detail, dict) and detail.get("@type") == RETRY_INFO:
+            return parse_retry_delay(detail.get("retryDelay"))
+    return None
 
 
 def map_error(exc: BaseException) -> LLMError:
@@ -104,10 +121,14 @@ def map_error(exc: BaseException) -> LLMError:
         if code in (408, 504):
             return LLMTimeoutError(message)
         if code >= 500:
-            return LLMUnavailableError(message)
+            unavailable = LLMUnavailableError(message)
+            unavailable.retry_after = _retry_after(exc)
+            return unavailable
         return LLMBadResponseError(message)
     if isinstance(exc, TIMEOUT_ERRORS):
         return LLMTimeoutError(f"Gemini did not answer in time ({type(exc).__name__})")
+    if isinstance(exc, TimeoutError):  # our deadline on the whole call (asyncio.timeout)
+        return LLMTimeoutError(f"Gemini did not answer in time: {exc or 'deadline'}")
     if isinstance(exc, TRANSPORT_ERRORS):
         return LLMUnavailableError(f"cannot reach Gemini: {type(exc).__name__}: {exc}")
     return LLMBadResponseError(f"unexpected Gemini failure: {type(exc).__name__}: {exc}")
@@ -141,21 +162,43 @@ class GeminiClient:
         # dicts to (see the module docstring and `_prepared`).
         self._api = self.client.aio._api_client
         self._requests: dict[str, tuple[str, dict[str, str], float | None]] = {}
+        self._policy = BreakerPolicy(
+            failures=settings.llm_breaker_failures,
+            cooldown_s=settings.llm_breaker_cooldown_seconds,
+            max_cooldown_s=settings.llm_breaker_max_cooldown_seconds,
+            probes=settings.llm_breaker_probes,
+        )
+        self._breakers: dict[str, Breaker] = {}
+
+    def breaker(self, model: str) -> Breaker:
+        """The model's breaker: quotas are per model (generation's is not the embeddings')."""
+        found = self._breakers.get(model)
+        if found is None:
+            found = self._breakers[model] = Breaker(model, self._policy, self._metrics)
+        return found
 
     async def post(self, model: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST `body` to models/<model>:<method> as the SDK's API client sends it, with our
         retries; the answer's JSON. Non-2xx answers raise the SDK's APIError (its own
         `raise_for_async_response`), mapped to LLMError."""
         url, headers, timeout = self._prepared(f"{model_path(model)}:{method}")
+        deadline = self._settings.llm_timeout_seconds
 
         async def send() -> httpx2.Response:
-            response = await self._http.request(
-                "POST", url, headers=headers, content=json.dumps(body).encode(), timeout=timeout
-            )
-            await genai_errors.APIError.raise_for_async_response(response)
+            # httpx's timeout bounds each read, not the call: an answer that trickles in never
+            # ends by it. This bounds the whole attempt.
+            async with asyncio.timeout(deadline):
+                response = await self._http.request(
+                    "POST",
+                    url,
+                    headers=headers,
+                    content=json.dumps(body).encode(),
+                    timeout=timeout,
+                )
+                await genai_errors.APIError.raise_for_async_response(response)
             return response
 
-        response = await self.call(send)
+        response = await self.call(send, model)
         try:
             data = json.loads(response.content) if response.content else {}
         except ValueError as exc:
@@ -163,6 +206,62 @@ class GeminiClient:
         if not isinstance(data, dict):
             raise LLMBadResponseError(f"Gemini answered {method} with a JSON {type(data)}")
         return data
+
+    async def stream(
+        self, model: str, body: dict[str, Any]
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """POST `body` to models/<model>:streamGenerateContent?alt=sse, as the SDK's
+        `generate_content_stream` sends it: the answer's chunks (GenerateContentResponse JSON)
+        as they come. Opening the stream is retried like any call; once a chunk came, nothing
+        is (the client has seen it). The first chunk must come within LLM_TIMEOUT_SECONDS,
+        each next one within LLM_STREAM_STALL_SECONDS; an error event raises LLMError."""
+        s = self._settings
+        url, headers, timeout = self._prepared(f"{model_path(model)}:streamGenerateContent?alt=sse")
+        content = json.dumps(body).encode()
+
+        async def open_stream() -> httpx2.Response:
+            async with asyncio.timeout(s.llm_timeout_seconds):
+                request = self._http.build_request(
+                    "POST", url, headers=headers, content=content, timeout=timeout
+                )
+                response = await self._http.send(request, stream=True)
+                try:
+                    await genai_errors.APIError.raise_for_async_response(response)
+                except BaseException:
+                    await response.aclose()
+                    raise
+            return response
+
+        permit = self.breaker(model).admit()
+        try:
+            response = await self._retried(open_stream)
+            try:
+                async with contextlib.aclosing(json_events(response.aiter_bytes())) as events:
+                    wait, what = s.llm_timeout_seconds, "its first chunk"
+                    while True:
+                        try:
+                            async with asyncio.timeout(wait):
+                                event = await anext(events)
+                        except StopAsyncIteration:
+                            return
+                        except TimeoutError as exc:
+                            raise LLMTimeoutError(
+                                f"Gemini's stream stalled: {what} did not come within {wait:g} s"
+                            ) from exc
+                        except (*TRANSPORT_ERRORS,) as exc:
+                            raise map_error(exc) from exc
+                        if not isinstance(event, dict) or "error" in event:
+                            raise _stream_error(event, response)
+                        permit.succeeded()
+                        yield event
+                        wait, what = s.llm_stream_stall_seconds, "the next chunk"
+            finally:
+                await response.aclose()
+        except LLMError as exc:
+            permit.failed(exc)
+            raise
+        finally:
+            permit.released()  # the reader stopped or was cancelled: no verdict
 
     def _prepared(self, path: str) -> tuple[str, dict[str, str], float | None]:
         """The URL, headers and timeout the SDK's API client gives a request to `path`, made by
@@ -176,7 +275,21 @@ class GeminiClient:
             prepared = self._requests[path] = (url, dict(request.headers), request.timeout)
         return prepared
 
-    async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
+    async def call(self, operation: Callable[[], Awaitable[T]], model: str) -> T:
+        """`operation` through the model's breaker, with our retries; failures as LLMError."""
+        permit = self.breaker(model).admit()
+        try:
+            result = await self._retried(operation)
+        except LLMError as exc:
+            permit.failed(exc)
+            raise
+        except BaseException:
+            permit.released()  # cancelled: no verdict on Gemini
+            raise
+        permit.succeeded()
+        return result
+
+    async def _retried(self, operation: Callable[[], Awaitable[T]]) -> T:
         s = self._settings
 
         def count_retry(state: RetryCallState) -> None:
@@ -202,6 +315,14 @@ class GeminiClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _stream_error(event: object, response: httpx2.Response) -> LLMError:
+    """An error event in a stream (`{"error": {...}}`), as the SDK raises it."""
+    if isinstance(event, dict) and isinstance(event.get("error"), dict):
+        code = event["error"].get("code")
+        return map_error(genai_errors.APIError(code if isinstance(code, int) else 500, event))
+    return LLMBadResponseError(f"Gemini streamed an event that is not a JSON object: {event!r}")
 
 
 def model_path(model: str) -> str:
@@ -296,12 +417,41 @@ class GeminiProvider:
         self._metrics = metrics
 
     async def complete(self, prompt: Prompt, tools: ToolRegistry, ctx: ToolContext) -> Completion:
+        answer, calls = await self._rounds(prompt, tools, ctx, self._generate)
+        return self._completion(answer_text(answer), answer, calls, ctx)
+
+    async def complete_streaming(
+        self, prompt: Prompt, tools: ToolRegistry, ctx: ToolContext, on_text: Callable[[str], None]
+    ) -> Completion:
+        """As `complete`, each round streamed (streamGenerateContent): `on_text` gets the text
+        as it comes. The answer is all the text streamed, of every round, as the client saw it."""
+        streamed: list[str] = []
+
+        def write(text: str) -> None:
+            streamed.append(text)
+            on_text(text)
+
+        async def generate(body: dict[str, Any]) -> dict[str, Any]:
+            return await self._generate_streamed(body, write)
+
+        answer, calls = await self._rounds(prompt, tools, ctx, generate)
+        return self._completion("".join(streamed), answer, calls, ctx)
+
+    async def _rounds(
+        self,
+        prompt: Prompt,
+        tools: ToolRegistry,
+        ctx: ToolContext,
+        generate: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+    ) -> tuple[dict[str, Any], list[ToolCall]]:
+        """Generate, run the tools the model asks for and answer it, up to MAX_TOOL_ROUNDS; the
+        last answer and the tool calls."""
         system = _system_instruction(prompt.system)
         declared = tool_declarations(tools)
         contents: list[dict[str, Any]] = [text_content("user", prompt.user_message())]
         calls: list[ToolCall] = []
         for _round in range(MAX_TOOL_ROUNDS + 1):
-            answer = await self._generate(generate_body(contents, system, declared))
+            answer = await generate(generate_body(contents, system, declared))
             requested = function_calls(answer)
             if not requested or _round == MAX_TOOL_ROUNDS:
                 break
@@ -319,7 +469,12 @@ class GeminiProvider:
                 # `types.Part.from_function_response(name=name, response=result)`
                 reply_parts.append({"functionResponse": {"name": name, "response": outcome.result}})
             contents.append({"parts": reply_parts, "role": "user"})
-        text = (answer_text(answer) or "").strip()
+        return answer, calls
+
+    def _completion(
+        self, text: str | None, answer: dict[str, Any], calls: list[ToolCall], ctx: ToolContext
+    ) -> Completion:
+        text = (text or "").strip()
         if not text:
             reason = block_reason(answer)
             raise LLMBadResponseError(f"Gemini returned no text (block reason: {reason})")
@@ -338,6 +493,35 @@ class GeminiProvider:
             self._metrics.llm_latency.labels("gemini", outcome).observe(
                 time.perf_counter() - started
             )
+
+    async def _generate_streamed(
+        self, body: dict[str, Any], write: Callable[[str], None]
+    ) -> dict[str, Any]:
+        """One round streamed: its text written as it comes; the round as one answer (every
+        chunk's parts in order: text, function calls and their thought signatures)."""
+        started = time.perf_counter()
+        outcome = "ok"
+        parts: list[dict[str, Any]] = []
+        answer: dict[str, Any] = {}
+        try:
+            async with contextlib.aclosing(self._client.stream(self.model, body)) as chunks:
+                async for chunk in chunks:
+                    for part in first_parts(chunk):
+                        parts.append(part)
+                        text = part.get("text")
+                        if isinstance(text, str) and text and part.get("thought") is not True:
+                            write(text)
+                    if chunk.get("promptFeedback"):
+                        answer["promptFeedback"] = chunk["promptFeedback"]
+        except LLMError as exc:
+            outcome = exc.kind
+            raise
+        finally:
+            self._metrics.llm_latency.labels("gemini", outcome).observe(
+                time.perf_counter() - started
+            )
+        answer["candidates"] = [{"content": {"role": "model", "parts": parts}}] if parts else []
+        return answer
 
     async def aclose(self) -> None:
         await self._client.aclose()

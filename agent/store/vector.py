@@ -47,6 +47,10 @@ UPSERT_BATCH = 256
 # contention for the GIL with the event loop cost 0.3-0.5 ms of CPU per request at 100 clients
 # (docs/benchmarks.md).
 CHROMA_THREADS = 4
+# A call that succeeded this recently shows the store is up as well as a heartbeat would. Under
+# load a heartbeat waits its turn behind the queries (in the pool and in Chroma itself): /ready
+# took 0.1-0.6 s while 600 clients asked questions (docs/benchmarks.md, issue #19).
+RECENT_SUCCESS_SECONDS = 1.0
 # Metadata of every chunk: which write it belongs to, and how many chunks that write has.
 VERSION_KEY = "version"
 CHUNK_COUNT_KEY = "chunk_count"
@@ -86,6 +90,7 @@ class KnowledgeStore:
         # Serialises connecting; taken by pool threads only, never on the event loop.
         self._connect_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(CHROMA_THREADS, thread_name_prefix="chroma")
+        self._last_success = -RECENT_SUCCESS_SECONDS  # monotonic; reset by every failure
 
     @property
     def mode(self) -> str:
@@ -172,9 +177,11 @@ class KnowledgeStore:
         except StoreRejectedError:
             raise  # the store answered: it is up, and the connection is fine
         except StoreUnavailableError:
+            self._last_success = -RECENT_SUCCESS_SECONDS
             self._metrics.dependency_up.labels("chromadb").set(0)
             raise
         except Exception as exc:
+            self._last_success = -RECENT_SUCCESS_SECONDS
             self._metrics.dependency_up.labels("chromadb").set(0)
             self._drop(used[0] if used else None)
             reason = (
@@ -184,12 +191,16 @@ class KnowledgeStore:
             raise StoreUnavailableError(
                 f"ChromaDB at {self.location} failed ({what}): {reason}"
             ) from exc
+        self._last_success = time.monotonic()
         self._metrics.dependency_up.labels("chromadb").set(1)
         return result
 
     # --- operations -------------------------------------------------------------------------
 
     async def heartbeat(self) -> None:
+        if time.monotonic() - self._last_success < RECENT_SUCCESS_SECONDS:
+            return  # a query just answered
+
         def beat(connection: _Connection) -> None:
             connection.client.heartbeat()
 

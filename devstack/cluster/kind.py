@@ -16,6 +16,7 @@ from pathlib import Path
 from devstack.core.errors import CommandError
 from devstack.core.names import CLUSTER, CONTEXT, NAMESPACE, REGISTRY, REGISTRY_HOST, REGISTRY_PORT
 from devstack.core.net import port_open
+from devstack.core.process import error_output
 from devstack.core.runner import Result, Runner
 
 REGISTRY_IMAGE = "registry:2"
@@ -157,11 +158,7 @@ def port_forward(
         deadline = time.monotonic() + 20
         while not port_open(local_port):
             if process.poll() is not None or time.monotonic() > deadline:
-                error = (
-                    process.stderr.read().decode()[-500:]
-                    if process.stderr and process.poll() is not None
-                    else ""
-                )
+                error = error_output(process, 500) if process.poll() is not None else ""
                 raise CommandError(
                     f"kubectl port-forward svc/{service} did not come up: {error.strip()}"
                 )

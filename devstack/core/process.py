@@ -5,6 +5,7 @@ in the background. Everything else goes through `Runner` (runner.py) or the pref
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,28 +98,34 @@ def _streamed(argv: Sequence[str], how: Invocation, env: dict[str, str] | None) 
 def spawn(
     argv: Sequence[str], env: Mapping[str, str] | None, cwd: Path | None, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start `argv` in the background: its stdout discarded and its stderr kept for errors, or
-    both written to `log` (for a chatty program that would fill a pipe nobody reads)."""
+    """Start `argv` in the background: its stdout discarded and its stderr kept for errors in a
+    file (a pipe nobody reads while the process runs fills up, and a server that logs then
+    blocks on its next write; `error_output` reads it), or both written to `log`, for a chatty
+    program whose whole output is worth keeping."""
+    errors = log.open("a+b") if log is not None else tempfile.TemporaryFile()  # noqa: SIM115
     try:
-        if log is not None:
-            with log.open("ab") as out:
-                return subprocess.Popen(
-                    list(argv),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=dict(env) if env is not None else None,
-                    cwd=cwd,
-                )
-        return subprocess.Popen(
+        process = subprocess.Popen(
             list(argv),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stdout=errors if log is not None else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if log is not None else errors,
             env=dict(env) if env is not None else None,
             cwd=cwd,
         )
     except FileNotFoundError as exc:
+        errors.close()
         raise MissingToolError(f"{argv[0]} is gone: {exc.strerror}") from exc
+    process.stderr = errors  # the process owns it: closed with it
+    return process
+
+
+def error_output(process: subprocess.Popen[bytes], tail: int = 2000) -> str:
+    """The end of what a process started by `spawn` wrote to its stderr so far."""
+    if process.stderr is None:
+        return ""
+    if process.stderr.seekable():
+        process.stderr.seek(0)  # the process wrote through the same file offset
+    return process.stderr.read().decode(errors="replace")[-tail:]
 
 
 def daemonize(argv: Sequence[str], log: Path) -> int:

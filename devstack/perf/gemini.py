@@ -15,8 +15,10 @@ Production-shaped: the same agent with a real Redis (redis-server) and a real Ch
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +49,10 @@ BASE_ENV = {
 GOAL_CPU_MS = 5.0
 GOAL_IDEAL_SHARE = 0.6
 GOAL_HIT_VS_BARE = 0.5
+# Issue #19: streamed answers, the stand-in sending 5 chunks over 1 s, 50 clients; the time to
+# first token's p50 within 100 ms of the stand-in's first chunk.
+STREAM_CHUNKS, STREAM_MS, STREAM_CLIENTS = 5, 1000.0, 50
+GOAL_FIRST_TOKEN_OVER_CHUNK_MS = 100.0
 
 
 @dataclass(frozen=True)
@@ -65,10 +71,32 @@ class LoadRow:
 
 
 @dataclass(frozen=True)
+class StreamRow:
+    """Streamed answers (POST /v1/agent/infer/stream) through the stand-in's stream."""
+
+    clients: int
+    answered: int
+    errors: int  # no answer, a status other than 200, or an error event
+    first_token_p50_ms: float
+    first_token_p95_ms: float
+    end_to_end_p50_ms: float
+    end_to_end_p95_ms: float
+    first_chunk_ms: float  # when the stand-in sent its first chunk (p50, as it measured it)
+    cpu_ms_per_request: float
+
+    @property
+    def first_token_over_first_chunk_ms(self) -> float:
+        return self.first_token_p50_ms - self.first_chunk_ms
+
+
+@dataclass(frozen=True)
 class GeminiBench:
     latency_ms: float
     seconds: int
     rows: list[LoadRow] = field(default_factory=list)
+    stream: StreamRow | None = None
+    stream_chunks: int = STREAM_CHUNKS
+    stream_ms: float = STREAM_MS
 
 
 @dataclass(frozen=True)
@@ -108,6 +136,7 @@ def gemini_calls(standin: Server) -> int:
 def slow_gemini(latency_ms: float) -> Iterator[Server]:
     argv = ["-m", "devstack.perf.gemini_standin", "--port", "{port}"]
     argv += ["--latency-ms", f"{latency_ms:g}"]
+    argv += ["--stream-chunks", str(STREAM_CHUNKS), "--stream-ms", f"{STREAM_MS:g}"]
     with server(argv, "/health", {}) as standin:
         yield standin
 
@@ -116,14 +145,49 @@ def agent_env(standin: Server, **extra: str) -> dict[str, str]:
     return {**BASE_ENV, "GOOGLE_GEMINI_BASE_URL": standin.url, **extra}
 
 
+def streamed(agent: Server, standin: Server, clients: int, seconds: int) -> StreamRow:
+    """`clients` concurrent clients asking the streaming endpoint unique questions for
+    `seconds` (devstack/perf/clients.py, a process of its own: wrk cannot read events)."""
+    argv = [sys.executable, "-m", "devstack.perf.clients", "load", "--url", agent.url]
+    argv += ["--clients", str(clients), "--seconds", str(seconds), "--stream"]
+    before = cpu_seconds(agent.pid)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
+    used = cpu_seconds(agent.pid) - before
+    if done.returncode != 0:
+        raise DevstackError("the streaming clients failed", done.stderr[-2000:])
+    load = json.loads(done.stdout.strip().splitlines()[-1])
+    statuses: dict[str, int] = load["statuses"]
+    answered = statuses.get("200", 0)
+    errors = sum(statuses.values()) - answered + sum(load["errors"].values())
+    stats = httpx.get(standin.url + "/stats", timeout=5).json()
+    return StreamRow(
+        clients,
+        answered,
+        errors + load["stream_errors"],
+        load["first_delta_p50_ms"] or 0.0,
+        load["first_delta_p95_ms"] or 0.0,
+        load["answered_p50_ms"] or 0.0,
+        load["answered_p95_ms"] or 0.0,
+        stats["first_chunk_p50_ms"] or 0.0,
+        1000 * used / max(answered, 1),
+    )
+
+
 def gemini_bench(
-    seconds: int = 10, latency_ms: float = 300, clients: tuple[int, ...] = (20, 100)
+    seconds: int = 10,
+    latency_ms: float = 300,
+    clients: tuple[int, ...] = (20, 100),
+    stream_clients: int = STREAM_CLIENTS,
 ) -> GeminiBench:
-    """The Gemini path at each number of clients, every request a cache miss."""
+    """The Gemini path at each number of clients, every request a cache miss; then streamed
+    answers (0 `stream_clients`: none)."""
     rows = []
+    stream = None
     with tempfile.TemporaryDirectory() as tmp, slow_gemini(latency_ms) as standin:
         env = agent_env(standin, CHROMA_PATH=f"{tmp}/chroma")
         with server(["-m", "agent", "serve"], "/ready", env) as agent:
+            if stream_clients:
+                stream = streamed(agent, standin, stream_clients, seconds)
             for n in clients:
                 calls = gemini_calls(standin)
                 row = measured(agent, "infer, cache miss", n, seconds, True, n / latency_ms * 1e3)
@@ -137,7 +201,7 @@ def gemini_bench(
                         per_request,
                     )
                 )
-    return GeminiBench(latency_ms, seconds, rows)
+    return GeminiBench(latency_ms, seconds, rows, stream)
 
 
 @contextlib.contextmanager
@@ -261,6 +325,39 @@ def gemini_table(result: GeminiBench) -> tuple[tuple[str, ...], list[tuple[str, 
     return columns, rows
 
 
+def stream_table(result: GeminiBench) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    columns = (
+        "clients",
+        "answers/s",
+        "first token p50 ms",
+        "p95 ms",
+        "stand-in's first chunk ms",
+        "p50 over it",
+        "goal",
+        "end to end p50 ms",
+        "p95 ms",
+        "errors",
+        "CPU ms/answer",
+    )
+    r = result.stream
+    if r is None:
+        return columns, []
+    row = (
+        str(r.clients),
+        f"{r.answered / result.seconds:.0f}",
+        f"{r.first_token_p50_ms:.0f}",
+        f"{r.first_token_p95_ms:.0f}",
+        f"{r.first_chunk_ms:.0f}",
+        f"{r.first_token_over_first_chunk_ms:+.0f} ms",
+        f"<= {GOAL_FIRST_TOKEN_OVER_CHUNK_MS:g} ms",
+        f"{r.end_to_end_p50_ms:.0f}",
+        f"{r.end_to_end_p95_ms:.0f}",
+        str(r.errors),
+        f"{r.cpu_ms_per_request:.2f}",
+    )
+    return columns, [row]
+
+
 def production_table(result: ProductionBench) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     columns = (
         "endpoint",
@@ -323,6 +420,20 @@ def gemini_block(result: GeminiBench, machine: str) -> list[str]:
         "",
         *markdown(*gemini_table(result)),
         "",
+        *(
+            [
+                f"Streamed answers (`POST /v1/agent/infer/stream`): the stand-in streams "
+                f"{result.stream_chunks} chunks over {result.stream_ms:g} ms; clients "
+                "(devstack/perf/clients.py, raw sockets) time the first `delta` event and the "
+                f"`done` event, for {result.seconds} s. Goal: the first token's p50 within "
+                f"{GOAL_FIRST_TOKEN_OVER_CHUNK_MS:g} ms of the stand-in's first chunk.",
+                "",
+                *markdown(*stream_table(result)),
+                "",
+            ]
+            if result.stream
+            else []
+        ),
     ]
 
 

@@ -39,22 +39,45 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class Percentiles:
+    p50_ms: float | None
+    p95_ms: float | None
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class Streaming:
+    """The streamed answers: end to end (to the `done` event) and to their first text."""
+
+    end_to_end: Percentiles
+    first_token: Percentiles
+    first_token_history: list[tuple[float, float | None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class LoadStats:
     requests: int
-    failures: int  # 429s included
+    failures: int  # 429s and shed 503s included
     p95_ms: float
     rps: float
     history: list[Sample] = field(default_factory=list)
     rate_limited: int = 0  # answered 429: the limiter, not the service
+    shed: int = 0  # answered 503 overloaded: past MAX_INFLIGHT_REQUESTS, refused at once
+    streaming: Streaming | None = None
 
     @property
     def error_rate(self) -> float:
-        """Failures of the service: everything but 429."""
-        return (self.failures - self.rate_limited) / self.requests if self.requests else 1.0
+        """Failures of the service: everything but 429s and shed requests."""
+        service_failures = self.failures - self.rate_limited - self.shed
+        return service_failures / self.requests if self.requests else 1.0
 
     @property
     def rate_limited_share(self) -> float:
         return self.rate_limited / self.requests if self.requests else 0.0
+
+    @property
+    def shed_share(self) -> float:
+        return self.shed / self.requests if self.requests else 0.0
 
 
 @dataclass(frozen=True)
@@ -145,15 +168,23 @@ def _float(value: str) -> float | None:
         return None
 
 
+# The locustfile's names for the streamed answers (loadtest/locustfile.py).
+STREAM_NAME = "infer: stream"
+TTFT_NAME = "infer: stream (time to first token)"
+
+
 def parse_stats(prefix: Path) -> LoadStats:
     with open(f"{prefix}_stats.csv", newline="") as handle:
-        total = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
+        rows = {row["Name"]: row for row in csv.DictReader(handle)}
+    total = rows["Aggregated"]
     history: list[Sample] = []
+    first_token_history: list[tuple[float, float | None]] = []
     history_file = Path(f"{prefix}_stats_history.csv")
     if history_file.exists():
         with history_file.open(newline="") as handle:
-            rows = [row for row in csv.DictReader(handle) if row["Name"] == "Aggregated"]
-        start = int(rows[0]["Timestamp"]) if rows else 0
+            every = list(csv.DictReader(handle))
+        aggregated = [row for row in every if row["Name"] == "Aggregated"]
+        start = int(aggregated[0]["Timestamp"]) if aggregated else 0
         history = [
             Sample(
                 int(r["Timestamp"]) - start,
@@ -161,25 +192,42 @@ def parse_stats(prefix: Path) -> LoadStats:
                 _float(r["Requests/s"]) or 0.0,
                 _float(r["95%"]),
             )
-            for r in rows
+            for r in aggregated
         ]
+        first_token_history = [
+            (int(r["Timestamp"]) - start, _float(r["95%"])) for r in every if r["Name"] == TTFT_NAME
+        ]
+    streaming = None
+    if STREAM_NAME in rows:
+        streaming = Streaming(
+            _percentiles(rows[STREAM_NAME]),
+            _percentiles(rows[TTFT_NAME]) if TTFT_NAME in rows else Percentiles(None, None),
+            first_token_history,
+        )
+    failures = Path(f"{prefix}_failures.csv")
     return LoadStats(
         requests=int(total["Request Count"]),
         failures=int(total["Failure Count"]),
         p95_ms=_float(total["95%"]) or 0.0,
         rps=_float(total["Requests/s"]) or 0.0,
         history=history,
-        rate_limited=_rate_limited(Path(f"{prefix}_failures.csv")),
+        rate_limited=_failures_matching(failures, "429"),
+        shed=_failures_matching(failures, "(shed)"),
+        streaming=streaming,
     )
 
 
-def _rate_limited(failures_csv: Path) -> int:
-    """429 answers among locust's failures (the locustfile reports them as `status 429`)."""
+def _percentiles(row: dict[str, str]) -> Percentiles:
+    return Percentiles(_float(row["50%"]), _float(row["95%"]), int(row["Request Count"]))
+
+
+def _failures_matching(failures_csv: Path, text: str) -> int:
+    """Failures whose error names `text`: `status 429` (rate limited), `status 503 (shed)`."""
     if not failures_csv.exists():
         return 0
     with failures_csv.open(newline="") as handle:
         return sum(
-            int(row["Occurrences"]) for row in csv.DictReader(handle) if "429" in row["Error"]
+            int(row["Occurrences"]) for row in csv.DictReader(handle) if text in row["Error"]
         )
 
 
@@ -323,7 +371,35 @@ def verdict(
             f"{stats.rate_limited_share:.2%} ({stats.rate_limited} requests)",
             f"under {objectives.max_error_rate:.2%} (else: the target's RATE_LIMIT_PER_MINUTE)",
         ),
+        # Shedding is the agent protecting itself, not failing: but a load test that is mostly
+        # refused measures the refusals. More pods (or MAX_INFLIGHT_REQUESTS) carry it.
+        Criterion(
+            "shed (503 overloaded)",
+            "PASS" if stats.shed_share < objectives.max_error_rate else "FAIL",
+            f"{stats.shed_share:.2%} ({stats.shed} requests)",
+            f"under {objectives.max_error_rate:.2%} (else: more pods, or MAX_INFLIGHT_REQUESTS)",
+        ),
     ]
+
+
+def streaming_rows(stats: LoadStats) -> list[tuple[str, str, str, str]]:
+    """The streamed answers' latencies, for the console, the summary: measure, p50, p95, n."""
+    if stats.streaming is None:
+        return []
+
+    def ms(value: float | None) -> str:
+        return "" if value is None else f"{value:.0f} ms"
+
+    end, first = stats.streaming.end_to_end, stats.streaming.first_token
+    return [
+        ("time to first token", ms(first.p50_ms), ms(first.p95_ms), str(first.count)),
+        ("end to end (the done event)", ms(end.p50_ms), ms(end.p95_ms), str(end.count)),
+    ]
+
+
+def report_stats(report_dir: Path) -> LoadStats:
+    """The statistics of a run whose report is in `report_dir`."""
+    return parse_stats(report_dir / "locust")
 
 
 def overall(criteria: list[Criterion]) -> Status:
@@ -352,9 +428,19 @@ def write_report(
         *[f"| {c.name} | {c.status} | {c.measured} | {c.objective} |" for c in criteria],
         "",
         f"Requests: {stats.requests}, failures: {stats.failures} "
-        f"(of which {stats.rate_limited} rate limited, 429), "
+        f"(of which {stats.rate_limited} rate limited, 429, and {stats.shed} shed, 503), "
         f"throughput: {stats.rps:.1f} req/s, p95: {stats.p95_ms:.0f} ms.",
         "",
+        *(
+            [
+                "| streamed answers | p50 | p95 | answers |",
+                "| --- | --- | --- | --- |",
+                *[f"| {' | '.join(row)} |" for row in streaming_rows(stats)],
+                "",
+            ]
+            if stats.streaming
+            else []
+        ),
         "Files: `locust.html`, `locust_stats.csv`, `locust_stats_history.csv`, "
         "`locust_failures.csv`, `plot.png`.",
     ]
@@ -378,7 +464,16 @@ def _plot(path: Path, stats: LoadStats, hpa: list[HpaSample] | None) -> None:
         times,
         [s.p95_ms if s.p95_ms is not None else float("nan") for s in stats.history],
         color="tab:red",
+        label="all requests",
     )
+    if stats.streaming and stats.streaming.first_token_history:
+        axes[1].plot(
+            [t for t, _ in stats.streaming.first_token_history],
+            [v if v is not None else float("nan") for _, v in stats.streaming.first_token_history],
+            color="tab:green",
+            label="streamed: time to first token",
+        )
+        axes[1].legend(loc="upper left")
     axes[1].set_ylabel("p95 (ms)")
     if hpa:
         axes[2].step(

@@ -21,6 +21,7 @@ import httpx
 
 from devstack.core.errors import CommandError, DevstackError
 from devstack.core.net import free_port
+from devstack.core.process import error_output
 from devstack.core.runner import Runner
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")
@@ -82,11 +83,13 @@ def start_server(
     ready_path: str,
     env: dict[str, str],
     timeout: float = 60,
+    cwd: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], float]:
     """Start a Python server (`argv` after the interpreter) on 127.0.0.1; returns it and the
-    seconds until `ready_path` said yes (for the agent's /ready: seeded)."""
+    seconds until `ready_path` said yes (for the agent's /ready: seeded). `cwd` comes first on
+    the server's sys.path (`python -m`): a folder with another `agent` package runs that one."""
     started = time.perf_counter()
-    process = Runner().start("python", *argv, env={**os.environ, **env})
+    process = Runner().start("python", *argv, env={**os.environ, **env}, cwd=cwd)
     while time.perf_counter() - started < timeout:
         try:
             response = httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1)
@@ -95,7 +98,7 @@ def start_server(
         except httpx.HTTPError:
             pass
         if process.poll() is not None:
-            error = process.stderr.read().decode()[-2000:] if process.stderr else ""
+            error = error_output(process)
             raise DevstackError(f"{' '.join(argv)} exited with {process.returncode}", error)
         time.sleep(0.02)
     process.kill()
@@ -121,11 +124,13 @@ class Server:
 
 
 @contextmanager
-def server(argv: list[str], ready_path: str, env: dict[str, str]) -> Iterator[Server]:
+def server(
+    argv: list[str], ready_path: str, env: dict[str, str], cwd: Path | None = None
+) -> Iterator[Server]:
     """A Python server on a free loopback port (passed as $PORT and `{port}` in argv)."""
     port = free_port()
     argv = [arg.replace("{port}", str(port)) for arg in argv]
-    process, ready_after = start_server(argv, port, ready_path, {**env, "PORT": str(port)})
+    process, ready_after = start_server(argv, port, ready_path, {**env, "PORT": str(port)}, cwd=cwd)
     try:
         yield Server(f"http://127.0.0.1:{port}", port, ready_after, process.pid)
     finally:

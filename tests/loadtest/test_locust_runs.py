@@ -74,8 +74,12 @@ def test_a_healthy_agent_passes_with_autoscaling_skipped(agent, tmp_path) -> Non
         "infer: popular (cache hit)",
         "infer: unique (cache miss)",
         "infer: session",
+        "infer: stream",
+        "infer: stream (time to first token)",
         "health",
     } <= names
+    text = summary.read_text()
+    assert "| time to first token |" in text and "| end to end (the done event) |" in text
 
 
 def short_run(agent: str, tmp_path, users: int, p95_ms: float):
@@ -114,6 +118,18 @@ def test_a_limiter_that_answers_instead_of_the_service_is_its_own_failure(agent,
     by_name = {c.name: c for c in criteria}
     assert by_name["error rate"].status == "PASS"  # a 429 is not the service failing
     assert by_name["rate limited (429)"].status == "FAIL"
+    assert overall(criteria) == "FAIL"
+
+
+@pytest.mark.parametrize(
+    "agent", [{"MAX_INFLIGHT_REQUESTS": "1", "FAULT_LATENCY_MS": "300"}], indirect=True
+)
+def test_shed_requests_are_their_own_criterion_not_errors(agent, tmp_path) -> None:
+    criteria = short_run(agent, tmp_path, users=8, p95_ms=5000)
+    by_name = {c.name: c for c in criteria}
+    assert by_name["error rate"].status == "PASS"  # a refusal is not the service failing
+    shed = by_name["shed (503 overloaded)"]
+    assert shed.status == "FAIL" and float(shed.measured.split("%")[0]) > 5
     assert overall(criteria) == "FAIL"
 
 

@@ -1,5 +1,7 @@
-"""A local stand-in for the Gemini REST API (v1beta): generateContent, embedContent and
-batchEmbedContents, with scripted failures (429, 500, ...) and scripted function calls.
+"""A local stand-in for the Gemini REST API (v1beta): generateContent, streamGenerateContent
+(`?alt=sse`: the same answers, scripted ones included, sent as Server-Sent Events a part or half
+a text part at a time), embedContent and batchEmbedContents, with scripted failures (429, 500,
+...) and scripted function calls.
 
 The real google-genai SDK talks to it through GOOGLE_GEMINI_BASE_URL / http_options.base_url,
 so the tests exercise the SDK's request building and response parsing, not a mock of it.
@@ -51,16 +53,22 @@ class GeminiStandIn:
     # --- scripting ---------------------------------------------------------------------------
 
     def fail(
-        self, method: str, status: int, times: int = 1, retry_after: str | None = None
+        self,
+        method: str,
+        status: int,
+        times: int = 1,
+        retry_after: str | None = None,
+        details: list[dict[str, Any]] | None = None,
     ) -> None:
         headers = {"Retry-After": retry_after} if retry_after else {}
-        body = {
-            "error": {
-                "code": status,
-                "message": f"scripted {status}",
-                "status": _STATUS.get(status, "UNKNOWN"),
-            }
+        error: dict[str, Any] = {
+            "code": status,
+            "message": f"scripted {status}",
+            "status": _STATUS.get(status, "UNKNOWN"),
         }
+        if details is not None:
+            error["details"] = details
+        body = {"error": error}
         for _ in range(times):
             self._push(method, (status, body, headers))
 
@@ -96,6 +104,8 @@ class GeminiStandIn:
         with self._lock:
             self.requests.append(Recorded(method, model, body, headers, path, raw))
             queue = self._script.get(method)
+            if not queue and method == "streamGenerateContent":  # answers scripted for both
+                queue = self._script.get("generateContent")
             if queue:
                 return queue.popleft()
         if headers.get("x-goog-api-key") != self.api_key:
@@ -111,7 +121,7 @@ class GeminiStandIn:
                 },
                 {},
             )
-        if method == "generateContent":
+        if method in ("generateContent", "streamGenerateContent"):
             return 200, _default_answer(body), {}
         if method == "embedContent":
             return 200, {"embedding": {"values": _embed(body)}}, {}
@@ -139,6 +149,9 @@ class GeminiStandIn:
                     status, payload, extra = standin.handle(
                         match["method"], match["model"], body, headers, self.path, raw
                     )
+                streamed = match is not None and match["method"] == "streamGenerateContent"
+                if streamed and status == 200:
+                    return self._stream(payload)
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -147,6 +160,16 @@ class GeminiStandIn:
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _stream(self, answer: dict[str, Any]) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")  # the end of the body ends the stream
+                self.end_headers()
+                for chunk in stream_chunks(answer):
+                    self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n")
+                    self.wfile.flush()
+                self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None
@@ -172,6 +195,34 @@ _STATUS = {
     404: "NOT_FOUND",
 }
 _EMBEDDER = HashingEmbedder(768)
+
+
+def stream_chunks(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """An answer as streamGenerateContent sends it: a chunk per part, a text part in two halves;
+    the last chunk carries the finish reason, the usage and the prompt feedback."""
+    candidates = answer.get("candidates") or []
+    if not candidates:
+        return [answer]
+    parts = (candidates[0].get("content") or {}).get("parts") or []
+    pieces: list[dict[str, Any]] = []
+    for part in parts:
+        text = part.get("text")
+        if isinstance(text, str) and len(text) > 1 and set(part) == {"text"}:
+            half = len(text) // 2
+            pieces += [{"text": text[:half]}, {"text": text[half:]}]
+        else:
+            pieces.append(part)
+    chunks = [
+        {"candidates": [{"content": {"role": "model", "parts": [piece]}, "index": 0}]}
+        for piece in pieces
+    ] or [{"candidates": [{"index": 0}]}]
+    last = chunks[-1]
+    if "finishReason" in candidates[0]:
+        last["candidates"][0]["finishReason"] = candidates[0]["finishReason"]
+    for key in ("usageMetadata", "modelVersion", "promptFeedback"):
+        if key in answer:
+            last[key] = answer[key]
+    return chunks
 
 
 def _candidate(parts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 
 from devstack.perf import answers as evaluation
 from devstack.perf import gemini as network
+from devstack.perf import serving as traffic
 from devstack.perf.breakdown import VenvBreakdown
 from devstack.perf.image import ImageBench
 from devstack.perf.live_update import DependencyChange, LiveUpdateResult
@@ -21,7 +22,7 @@ from tests.support.tasks import run_invoke
 
 pytestmark = pytest.mark.unit
 
-SECTIONS = ("service", "gemini", "production", "answers", "image", "live-update")
+SECTIONS = ("service", "gemini", "production", "answers", "serving", "image", "live-update")
 
 
 def _load(name: str, rps: float = 100) -> Throughput:
@@ -46,18 +47,42 @@ async def _fixed_answers():
     return [evaluation.evaluated("fixed", "space", ranked + refused, 0.3, "calibrated")]
 
 
+SERVING = traffic.ServingBench(
+    traffic.Quota(36, [0.1, 0.2], [True, True], 1),
+    traffic.HangUp(40, 0.3, 3, 0, 40, 40),
+    traffic.Overload(
+        600,
+        20,
+        1,
+        {
+            "statuses": {"200": 10, "503": 90},
+            "errors": {},
+            "answered_p50_ms": 1000,
+            "answered_p95_ms": 1100,
+            "answered_max_ms": 1200,
+            "shed_max_ms": 5,
+        },
+        {"/health": [1.0], "/ready": [2.0], "/metrics": [3.0]},
+    ),
+)
+
+
 def fixed_measurements(monkeypatch) -> None:
     monkeypatch.setattr(perf.evaluation, "answers_bench", _fixed_answers)
     row = network.LoadRow(20, _load("infer, cache miss", 60), 5.0, 66.7, 2.0)
     monkeypatch.setattr(perf, "service_bench", lambda *a, **k: ([_load("bare"), _load("hit")], 1.0))
+    stream = network.StreamRow(50, 40, 0, 260, 300, 1070, 1100, 200, 3.0)
     monkeypatch.setattr(
-        perf.network, "gemini_bench", lambda *a, **k: network.GeminiBench(300, 1, [row, row])
+        perf.network,
+        "gemini_bench",
+        lambda *a, **k: network.GeminiBench(300, 1, [row, row], stream),
     )
     monkeypatch.setattr(
         perf.network,
         "production_bench",
         lambda *a, **k: network.ProductionBench(300, 1, _load("bare"), row, row),
     )
+    monkeypatch.setattr(perf.traffic, "serving_bench", lambda *a, **k: SERVING)
     monkeypatch.setattr(perf, "docker", lambda: None)
     monkeypatch.setattr(
         perf, "image_bench", lambda *a, **k: ImageBench("vaia-agent:x", 1, [(1, "")], 1, 1, 8)
@@ -108,6 +133,12 @@ def test_sections_with_a_curve_draw_it(checkout, section) -> None:
     bench(f"--{section}")
     [plot] = (checkout / "reports").glob(f"bench-*/{section}.png")
     assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_gemini_section_has_its_streaming_row(checkout) -> None:
+    bench("--gemini")
+    [report] = (checkout / "reports").glob("bench-*/gemini.md")
+    assert "| 50 | 40 | 260 | 300 | 200 | +60 ms | <= 100 ms |" in report.read_text()
 
 
 def test_update_docs_rewrites_only_the_measured_block(checkout) -> None:

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Request, Response
 
 from agent.api.deps import ApiError, V1Guard, components_of
 from agent.api.schemas import InferRequest, InferResponse, errors
+from agent.config import Settings
 from agent.domain import Answer
+from agent.service import CachedAnswer
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"], dependencies=V1Guard)
 
@@ -23,7 +25,15 @@ async def infer(body: InferRequest, request: Request, response: Response) -> Res
     """Answer a question from the knowledge base, citing the passages used."""
     started = time.perf_counter()
     components = components_of(request)
-    settings, service = components.settings, components.service
+    check_query(body, components.settings)
+    answer = await components.service.answer(body.query, body.session_id, body.top_k)
+    content = answer_body(answer, started, request.state.request_id, body.session_id)
+    reply = Response(content, 200, media_type="application/json")
+    reply.headers.update(guard_headers(response))
+    return reply
+
+
+def check_query(body: InferRequest, settings: Settings) -> None:
     if len(body.query) > settings.max_query_chars:
         raise ApiError(
             413,
@@ -31,11 +41,15 @@ async def infer(body: InferRequest, request: Request, response: Response) -> Res
             f"query is {len(body.query)} characters; the limit is "
             f"MAX_QUERY_CHARS={settings.max_query_chars}",
         )
-    answer = await service.answer(body.query, body.session_id, body.top_k)
-    # The body is written here, not by FastAPI from the response_model (which stays, for the
-    # OpenAPI document): an Answer is a validated model already, and a cache hit is the JSON
-    # it was stored as, sent without parsing it (tests/agent/api/test_infer.py checks the
-    # bodies against InferResponse).
+
+
+def answer_body(
+    answer: Answer | CachedAnswer, started: float, request_id: str, session_id: str | None
+) -> bytes:
+    """The InferResponse JSON, written here, not by FastAPI from the response_model (which
+    stays, for the OpenAPI document): an Answer is a validated model already, and a cache hit is
+    the JSON it was stored as, sent without parsing it (tests/agent/api/test_infer_bodies.py
+    checks the bodies against InferResponse)."""
     if isinstance(answer, Answer):
         fields = answer.model_dump_json()
         per_response = ""
@@ -43,13 +57,14 @@ async def infer(body: InferRequest, request: Request, response: Response) -> Res
         fields = answer.fields_json
         per_response = '"cached":true,"degraded":[],'
     latency = round((time.perf_counter() - started) * 1000, 2)
-    request_id, session = json.dumps(request.state.request_id), json.dumps(body.session_id)
-    tail = f'"latency_ms":{latency!r},"request_id":{request_id},"session_id":{session}}}'
-    content = f"{fields[:-1]},{per_response}{tail}".encode()
-    reply = Response(content, 200, media_type="application/json")
-    # The guard's headers (X-RateLimit-*), set on the injected response, which FastAPI does not
-    # merge into a Response the route returns itself.
-    reply.headers.update(
-        {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
-    )
-    return reply
+    rid, session = json.dumps(request_id), json.dumps(session_id)
+    tail = f'"latency_ms":{latency!r},"request_id":{rid},"session_id":{session}}}'
+    return f"{fields[:-1]},{per_response}{tail}".encode()
+
+
+def guard_headers(response: Response) -> dict[str, str]:
+    """The guard's headers (X-RateLimit-*), set on the injected response, which FastAPI does not
+    merge into a Response the route returns itself."""
+    return {
+        k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")
+    }

@@ -64,9 +64,9 @@ async def test_generate_sends_system_instruction_tools_and_fenced_query(provider
     assert names == ["search_knowledge", "error_budget"]
 
 
-async def test_retries_429_and_500_then_succeeds(provider, gemini) -> None:
+async def test_retries_500s_then_succeeds(provider, gemini) -> None:
     llm, _, metrics = provider
-    gemini.fail("generateContent", 429)
+    gemini.fail("generateContent", 503)
     gemini.fail("generateContent", 500)
     completion, _ = await complete(llm)
     assert "[1]" in completion.text
@@ -74,14 +74,39 @@ async def test_retries_429_and_500_then_succeeds(provider, gemini) -> None:
     assert metrics.llm_retries.labels("gemini")._value.get() == 2
 
 
-async def test_persistent_429_maps_to_rate_limited_with_retry_after(provider, gemini) -> None:
+async def test_a_429_is_not_retried_and_maps_to_rate_limited_with_retry_after(
+    provider, gemini
+) -> None:
+    """A spent quota said when to come back: retrying inside the request would only spend the
+    next minute's quota too (the breaker waits, for every request at once)."""
     llm, _, metrics = provider
     gemini.fail("generateContent", 429, times=3, retry_after="7")
     with pytest.raises(LLMRateLimitError) as info:
         await complete(llm)
     assert info.value.retry_after == 7.0
-    assert len(gemini.calls("generateContent")) == 3  # llm_max_attempts
+    assert len(gemini.calls("generateContent")) == 1
+    assert metrics.llm_retries.labels("gemini")._value.get() == 0
     assert metrics.llm_latency.labels("gemini", "llm_rate_limited")._sum.get() > 0
+
+
+async def test_a_503_that_says_when_to_come_back_is_not_retried(provider, gemini) -> None:
+    llm, _, _ = provider
+    gemini.fail("generateContent", 503, times=3, retry_after="Wed, 21 Oct 2037 07:28:00 GMT")
+    with pytest.raises(LLMUnavailableError) as info:
+        await complete(llm)
+    assert (info.value.retry_after or 0) > 3600  # an HTTP date, years away
+    assert len(gemini.calls("generateContent")) == 1
+
+
+async def test_the_retry_delay_of_geminis_error_body_counts_as_retry_after(
+    provider, gemini
+) -> None:
+    llm, _, _ = provider
+    retry_info = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}
+    gemini.fail("generateContent", 429, details=[retry_info])
+    with pytest.raises(LLMRateLimitError) as info:
+        await complete(llm)
+    assert info.value.retry_after == 37.0
 
 
 async def test_persistent_500_maps_to_unavailable(provider, gemini) -> None:

@@ -49,25 +49,7 @@ async def sdk_complete(
     client: GeminiClient, model: str, prompt: Prompt, tools: ToolRegistry, ctx: ToolContext
 ) -> Completion:
     """The agent's generate loop as it was, through the SDK's typed layer: the reference."""
-    config = types.GenerateContentConfig(
-        system_instruction=prompt.system,
-        temperature=TEMPERATURE,
-        tools=[
-            types.Tool(
-                function_declarations=[
-                    types.FunctionDeclaration(
-                        name=tool.name,
-                        description=tool.description,
-                        parameters_json_schema=tool.json_schema(),
-                    )
-                    for tool in tools
-                ]
-            )
-        ]
-        if len(tools)
-        else None,
-        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
-    )
+    config = sdk_config(prompt, tools)
     contents = [types.Content(role="user", parts=[types.Part(text=prompt.user_message())])]
     calls: list[ToolCall] = []
     for _round in range(MAX_TOOL_ROUNDS + 1):
@@ -91,6 +73,28 @@ async def sdk_complete(
         raise LLMBadResponseError("no text")
     cited = sorted({int(n) for n in _CITATION.findall(text) if 1 <= int(n) <= len(ctx.found)})
     return Completion(text=text, model=model, tool_calls=calls, cited=cited)
+
+
+def sdk_config(prompt: Prompt, tools: ToolRegistry) -> types.GenerateContentConfig:
+    return types.GenerateContentConfig(
+        system_instruction=prompt.system,
+        temperature=TEMPERATURE,
+        tools=[
+            types.Tool(
+                function_declarations=[
+                    types.FunctionDeclaration(
+                        name=tool.name,
+                        description=tool.description,
+                        parameters_json_schema=tool.json_schema(),
+                    )
+                    for tool in tools
+                ]
+            )
+        ]
+        if len(tools)
+        else None,
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+    )
 
 
 def _wire(gemini, start: int) -> list[Any]:
@@ -174,6 +178,40 @@ async def test_generate_requests_and_answers_match_the_sdk(client, gemini, scrip
             assert agent_request.raw == sdk_request.raw  # the same bytes
 
 
+@pytest.mark.parametrize("script", SCRIPTS.values(), ids=list(SCRIPTS))
+async def test_streamed_requests_match_the_sdks_stream(client, gemini, script) -> None:
+    """streamGenerateContent?alt=sse with the same path, headers and bytes as the SDK's
+    `generate_content_stream`; a one-round answer's text read alike."""
+    model = "gemini-3.5-flash"
+    prompt = build_prompt("How do I <b>roll back</b>?\u200b", PASSAGES, [])
+    for body in script[:1]:
+        gemini.reply("generateContent", body)
+    start = len(gemini.requests)
+    contents = [types.Content(role="user", parts=[types.Part(text=prompt.user_message())])]
+    chunks = await client.client.aio.models.generate_content_stream(
+        model=model, contents=contents, config=sdk_config(prompt, default_tools())
+    )
+    sdk_text = "".join([chunk.text or "" async for chunk in chunks]).strip()
+    [sdk_request] = _wire(gemini, start)
+
+    for body in script:
+        gemini.reply("generateContent", body)
+    start = len(gemini.requests)
+    written: list[str] = []
+    provider = GeminiProvider(client, model, Metrics())
+    ctx = ToolContext(search=_search, found=list(PASSAGES))
+    completion = await provider.complete_streaming(prompt, default_tools(), ctx, written.append)
+    agent_requests = _wire(gemini, start)
+    assert agent_requests[0].path == sdk_request.path
+    assert sdk_request.path.endswith(":streamGenerateContent?alt=sse")
+    assert agent_requests[0].headers == sdk_request.headers
+    assert agent_requests[0].raw == sdk_request.raw
+    assert len(agent_requests) == max(len(script), 1)  # every tool round streamed
+    assert completion.text == "".join(written).strip()  # the answer is what was streamed
+    if len(script) <= 1:
+        assert completion.text == sdk_text
+
+
 @pytest.mark.parametrize(
     "answer",
     [
@@ -196,6 +234,11 @@ async def test_answers_without_text_are_bad_responses_both_ways(client, gemini, 
         await provider.complete(prompt, default_tools(), ctx)
     if "promptFeedback" in answer:
         assert "SAFETY" in str(info.value)
+    gemini.reply("generateContent", answer)
+    with pytest.raises(LLMBadResponseError, match="no text") as streamed:
+        await provider.complete_streaming(prompt, default_tools(), ctx, lambda _: None)
+    if "promptFeedback" in answer:
+        assert "SAFETY" in str(streamed.value)
 
 
 async def test_no_tools_means_no_tools_field(client, gemini) -> None:

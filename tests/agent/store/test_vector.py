@@ -206,3 +206,24 @@ async def test_input_chroma_refuses_is_a_rejection_not_an_outage(store, metadata
     assert store._metrics.dependency_up.labels("chromadb")._value.get() == 1
     assert store._connection is connection
     assert await store.document_chunk_ids("b") == []
+
+
+async def test_a_query_that_just_succeeded_stands_for_the_heartbeat(make_settings) -> None:
+    """Under load a heartbeat waited its turn behind the queries: /ready took 0.1-0.6 s."""
+    store = KnowledgeStore(make_settings(), HashingEmbedder(256), Metrics())
+    await store.upsert_document("a", chunk_document("a", "A", "Alpha text about deploys."), {})
+    beats: list[str] = []
+    run = store._run
+
+    async def counted(what, func, *args):
+        beats.append(what)
+        return await run(what, func, *args)
+
+    store._run = counted  # type: ignore[method-assign]
+    await store.search("alpha deploys", 1)
+    await store.heartbeat()
+    assert beats == ["query"]  # no heartbeat sent: the query showed the store is up
+    await anyio.sleep(1.1)  # RECENT_SUCCESS_SECONDS later, a heartbeat is sent again
+    await store.heartbeat()
+    assert beats == ["query", "heartbeat"]
+    store.close()

@@ -1,7 +1,8 @@
-"""`invoke deploy` against the local engine's real API server: the image built, scanned and
-pushed to the local registry the way CI does it; the real Deployment controller rolls it out and
-`kubectl rollout status` waits for real; a rollout that cannot become ready (on the simulated
-node, an image whose tag ends in `-unready` never does: devstack/cluster/local.py's stages) is
+"""`invoke deploy` against the local engine's real API server, on kwok's simulated node: the
+image built, scanned and pushed to the local registry the way CI does it; the real Deployment
+controller rolls it out and `kubectl rollout status` waits for real; a rollout that cannot become
+ready (on the simulated node, an image whose tag ends in `-unready` never does:
+devstack/cluster/simulated.py's stages) is
 undone by the deploy, and the previous revision is what runs; a first deploy that fails says
 there is nothing to go back to; no annotation or managed field carries a Secret's value."""
 
@@ -21,7 +22,7 @@ KEY = "k-deploy-secret-value-77"
 
 
 @pytest.fixture(scope="module")
-def pushed(offline_image, local_engine) -> dict[str, str]:
+def pushed(offline_image, kwok_engine) -> dict[str, str]:
     """This commit's image scanned (the clean vulnerability report, the real misconfiguration
     and secret scanners) and pushed; and the same image under a tag that never becomes ready."""
     invoke(

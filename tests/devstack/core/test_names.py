@@ -57,7 +57,7 @@ def test_one_kubernetes_version_everywhere() -> None:
         text = (ROOT / ".github" / "workflows" / workflow).read_text()
         assert re.findall(r"kubectl_version: (\S+)", text) == [f"v{version}"], workflow
         assert re.findall(r"^\s+version: (v\S+)", text, re.M) == ["v0.27.0"], workflow
-    assert SCHEMA_VERSION == f"{names.KUBERNETES_MINOR}.0"
+    assert f"{names.KUBERNETES_MINOR}.0" == SCHEMA_VERSION
     namespace = m.find(render(ROOT, "prod"), "Namespace", names.NAMESPACE)
     labels = namespace["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce-version"] == f"v{names.KUBERNETES_MINOR}"

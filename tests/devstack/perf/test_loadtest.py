@@ -18,6 +18,7 @@ from devstack.perf.loadtest import (
     autoscaling_api,
     overall,
     parse_stats,
+    streaming_rows,
     verdict,
     write_report,
 )
@@ -38,7 +39,7 @@ def samples(*desired: int) -> list[HpaSample]:
 @pytest.mark.unit
 def test_all_criteria_pass() -> None:
     criteria = verdict(STATS, Objectives(), samples(1, 1, 3, 4))
-    assert [c.status for c in criteria] == ["PASS", "PASS", "PASS", "PASS"]
+    assert [c.status for c in criteria] == ["PASS"] * 5
     assert criteria[0].measured == "desired 1 -> 3 at 20 s (peak 4)"
 
 
@@ -89,6 +90,57 @@ def test_429s_are_reported_apart_from_the_services_errors(tmp_path) -> None:
     )
     assert by_name["rate limited (429)"].status == "FAIL"
     assert "RATE_LIMIT_PER_MINUTE" in by_name["rate limited (429)"].objective
+
+
+STATS_CSV = (
+    "Type,Name,Request Count,Failure Count,50%,95%,Requests/s\n"
+    "POST,infer: popular (cache hit),80,0,5,9,8.0\n"
+    "POST,infer: stream,20,5,1100,1400,2.0\n"
+    "TTFT,infer: stream (time to first token),15,0,230,310,1.5\n"
+    ",Aggregated,100,5,10,1300,10.0\n"
+)
+HISTORY_CSV = (
+    "Timestamp,User Count,Type,Name,Requests/s,95%\n"
+    "100,6,TTFT,infer: stream (time to first token),1.0,300\n"
+    "100,6,,Aggregated,10.0,1300\n"
+    "101,6,TTFT,infer: stream (time to first token),1.0,320\n"
+    "101,6,,Aggregated,10.0,1250\n"
+)
+
+
+@pytest.mark.unit
+def test_shed_requests_are_reported_apart_from_the_services_errors(tmp_path) -> None:
+    (tmp_path / "locust_stats.csv").write_text(STATS_CSV)
+    (tmp_path / "locust_failures.csv").write_text(
+        "Method,Name,Error,Occurrences\n"
+        "POST,infer: stream,\"CatchResponseError('status 503 (shed)')\",4\n"
+        "POST,infer: stream,\"CatchResponseError('status 503')\",1\n"
+    )
+    stats = parse_stats(tmp_path / "locust")
+    assert (stats.failures, stats.shed, stats.rate_limited) == (5, 4, 0)
+    by_name = {c.name: c for c in verdict(stats, Objectives(max_error_rate=0.02), None)}
+    assert by_name["error rate"].measured.startswith("1.00%")  # the unexplained 503 only
+    assert by_name["shed (503 overloaded)"].status == "FAIL"
+    assert "MAX_INFLIGHT_REQUESTS" in by_name["shed (503 overloaded)"].objective
+
+
+@pytest.mark.unit
+def test_streamed_answers_are_reported_with_their_time_to_first_token(tmp_path) -> None:
+    (tmp_path / "locust_stats.csv").write_text(STATS_CSV)
+    (tmp_path / "locust_stats_history.csv").write_text(HISTORY_CSV)
+    stats = parse_stats(tmp_path / "locust")
+    assert stats.requests == 100  # the aggregate: TTFT entries are not requests
+    assert stats.streaming is not None
+    assert (stats.streaming.first_token.p50_ms, stats.streaming.first_token.p95_ms) == (230, 310)
+    assert (stats.streaming.end_to_end.p50_ms, stats.streaming.end_to_end.p95_ms) == (1100, 1400)
+    assert stats.streaming.first_token_history == [(0, 300), (1, 320)]
+    assert streaming_rows(stats)[0] == ("time to first token", "230 ms", "310 ms", "15")
+    criteria = verdict(stats, Objectives(p95_ms=2000), None)
+    summary, plot = write_report(tmp_path, criteria, stats, None, "unit")
+    text = summary.read_text()
+    assert "| time to first token | 230 ms | 310 ms | 15 |" in text
+    assert "| end to end (the done event) | 1100 ms | 1400 ms | 20 |" in text
+    assert plot.read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.unit

@@ -7,11 +7,13 @@ from devstack.perf.gemini import (
     GeminiBench,
     LoadRow,
     ProductionBench,
+    StreamRow,
     gemini_bench,
     gemini_block,
     gemini_table,
     production_bench,
     production_block,
+    stream_table,
 )
 from devstack.perf.reports import write_block
 from devstack.perf.service import Throughput, cpu_seconds
@@ -33,6 +35,16 @@ def test_the_gemini_table_states_the_ideal_and_the_goals() -> None:
     block = gemini_block(result, "2 cores")
     assert any(line.startswith("| 100 | 200 |") for line in block)
     assert "300 ms" in block[1]
+
+
+@pytest.mark.unit
+def test_the_streaming_row_compares_the_first_token_with_the_stand_ins_first_chunk() -> None:
+    stream = StreamRow(50, 400, 0, 262.0, 310.0, 1070.0, 1150.0, 200.4, 3.1)
+    columns, [row] = stream_table(GeminiBench(300, 10, [], stream))
+    by_column = dict(zip(columns, row, strict=True))
+    assert by_column["p50 over it"] == "+62 ms" and by_column["goal"] == "<= 100 ms"
+    assert by_column["answers/s"] == "40"
+    assert stream_table(GeminiBench(300, 10, []))[1] == []  # no streaming row measured
 
 
 @pytest.mark.unit
@@ -70,7 +82,12 @@ def test_cpu_seconds_reads_this_process() -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_short_gemini_run_measures_the_agent() -> None:
-    result = gemini_bench(seconds=1, latency_ms=50, clients=(4,))
+    result = gemini_bench(seconds=2, latency_ms=50, clients=(4,), stream_clients=4)
+    stream = result.stream
+    assert stream is not None and stream.answered > 0 and stream.errors == 0
+    # The stand-in's first chunk comes after 200 ms (5 chunks over 1 s); the agent adds to it.
+    assert 150 < stream.first_chunk_ms < stream.first_token_p50_ms < stream.end_to_end_p50_ms
+    assert any("first chunk" in line for line in gemini_block(result, "test"))
     [row] = result.rows
     assert row.load.requests > 0 and row.load.errors == 0
     assert row.ideal_rps == pytest.approx(80)

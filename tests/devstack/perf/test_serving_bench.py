@@ -1,0 +1,72 @@
+"""`invoke bench --serving`: the table from fixed results (unit), and the scenarios on short real
+runs against the stand-in and an agent, each in its own process (the figures are not asserted,
+only that each scenario measured something)."""
+
+import pytest
+
+from devstack.perf.serving import (
+    HangUp,
+    Overload,
+    Quota,
+    ServingBench,
+    serving_bench,
+    serving_block,
+    serving_table,
+)
+
+RESULT = ServingBench(
+    Quota(36.2, [0.2, 5.8, 0.1], [True, True, True], 28),
+    HangUp(40, 0.3, 3.0, 40, 0, None),
+    Overload(
+        600,
+        20,
+        1.0,
+        {
+            "statuses": {"200": 2700},
+            "errors": {"ConnectionResetError": 2},
+            "answered_p50_ms": 4934.0,
+            "answered_p95_ms": 6880.0,
+            "answered_max_ms": 9994.0,
+            "shed_max_ms": None,
+        },
+        {"/health": [5.0, 82.0], "/ready": [648.0], "/metrics": [262.0]},
+        [3.0, 41.0],
+    ),
+    "/tmp/before",
+)
+
+
+@pytest.mark.unit
+def test_the_serving_table_gives_each_scenarios_figures_and_goal() -> None:
+    columns, rows = serving_table(RESULT)
+    assert all(len(row) == len(columns) for row in rows)
+    values = {row[1]: row[2] for row in rows}
+    assert values["slowest question"] == "5.80 s"
+    assert values["generate calls that reached Gemini"] == "28"
+    assert values["generate calls run to completion"] == "40"
+    assert values["vaia_requests_cancelled_total"] == ""  # the agent had no such counter
+    assert values["answered (200) / refused (503, 429) / other / no answer"] == "2700 / 0 / 0 / 2"
+    assert values["answered: p50 / p95 / max"] == "4934 / 6880 / 9994 ms"
+    assert values["/health, /ready, /metrics: p99 (max of all)"] == "82 / 648 / 262 ms (648)"
+    assert values["control: a bare uvicorn's /hello meanwhile, p99 (max)"] == "41 ms (41)"
+    block = serving_block(RESULT, "2 cores")
+    assert "agent: /tmp/before" in block[0]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_short_serving_run_measures_every_scenario() -> None:
+    result = serving_bench(
+        quota_questions=2,
+        quota_every_s=1,
+        hang_up_clients=3,
+        hang_up_gemini_s=1,
+        overload_clients=20,
+        overload_seconds=2,
+    )
+    assert len(result.quota.latencies_s) == 2 and all(result.quota.degraded)
+    assert result.hang_up.completed + result.hang_up.abandoned <= 3
+    statuses = result.overload.load["statuses"]
+    assert sum(statuses.values()) > 0
+    assert all(result.overload.operations_ms.values())  # each endpoint was probed
+    assert result.overload.control_ms  # and the bare server alike
