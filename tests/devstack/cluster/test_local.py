@@ -18,7 +18,7 @@ def test_down_and_up_are_idempotent_and_up_gives_what_tilt_and_the_hpa_need(loca
     again = invoke("cluster.down", "--engine", "local")
     assert "deleted" not in again  # nothing left to delete
     first = invoke("cluster.up", "--engine", "local")
-    assert "created (kwokctl, binary runtime)" in first
+    assert "created (kwokctl, binary runtime, a real node)" in first
     second = invoke("cluster.up", "--engine", "local")
     assert "already exists" in second and "created (kwokctl" not in second
 

@@ -12,7 +12,7 @@ from devstack.core.names import LOCAL_CONTEXT
 from devstack.core.runner import Runner
 from devstack.image.docker import Docker
 from devstack.perf.tilt_session import TiltSession
-from tests.support.cluster import ROOT
+from tests.support.cluster import ROOT, fresh_namespace
 
 pytestmark = pytest.mark.cluster
 
@@ -21,6 +21,7 @@ def test_an_edit_under_agent_is_served_by_the_running_pod(local_engine) -> None:
     before = subprocess.run(
         ["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True
     ).stdout
+    fresh_namespace()  # what `tilt up` meets first on a laptop (an invoke deploy would differ)
     cli = ClusterCli(Runner(), LOCAL_CONTEXT)
     with TiltSession(cli, ROOT, tilt_build_env(Docker(), offline=True)) as tilt:
         pods = tilt.cli.kubectl(
