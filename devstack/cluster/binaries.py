@@ -16,6 +16,7 @@ renamed into place, so an interrupted build is rebuilt, never half-used.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -75,7 +76,17 @@ class GoProgram:
 
     @property
     def folder(self) -> Path:
-        return binaries_dir() / f"{self.name}-v{self.version}"
+        """Keyed by version and by the recipe (a changed ldflag or kept file builds anew)."""
+        return binaries_dir() / f"{self.name}-v{self.version}-{self.recipe}"
+
+    @property
+    def recipe(self) -> str:
+        parts = [
+            self.module, self.version, sorted(self.commands.items()), self.ldflags,
+            self.local_version, self.cgo, self.tags, self.recorded_checksums, self.keep,
+            self.prepare.__name__ if self.prepare else None,
+        ]  # fmt: skip
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:8]
 
     def path(self, binary: str) -> Path:
         return self.folder / binary
@@ -170,7 +181,8 @@ ADDONS: tuple[GoProgram, ...] = (
         "sigs.k8s.io/metrics-server",
         names.METRICS_SERVER_VERSION,
         {"metrics-server": "sigs.k8s.io/metrics-server/cmd/metrics-server"},
-        (f"-X sigs.k8s.io/metrics-server/pkg/version.gitVersion=v{names.METRICS_SERVER_VERSION}",),
+        # Its Makefile stamps client-go's version package (PKG:=k8s.io/client-go/pkg).
+        (f"-X k8s.io/client-go/pkg/version.gitVersion=v{names.METRICS_SERVER_VERSION}",),
         keep=("manifests/base",),  # its APIService, Service and RBAC
     ),
     GoProgram(
@@ -342,6 +354,9 @@ def build(program: GoProgram, runner: Runner, log: Log) -> Built:
             _copy_writable(source / relative, scratch / "source" / relative)
         shutil.rmtree(program.folder, ignore_errors=True)
         scratch.rename(program.folder)
+    for stale in program.folder.parent.glob(f"{program.name}-v*"):
+        if stale != program.folder and not stale.name.endswith(".partial"):
+            shutil.rmtree(stale, ignore_errors=True)  # another version or recipe of it
     return Built(program, time.monotonic() - started, cached=False)
 
 

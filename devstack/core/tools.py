@@ -40,6 +40,8 @@ class Tool:
     min_version: tuple[int, ...] | None = None
     # How to find it, when PATH alone is not the answer: the argv prefix, or None.
     locate: Callable[[], list[str] | None] | None = None
+    # Where the version is in the output, when the first number found is not it.
+    version_from: str | None = None
 
 
 def which(binary: str) -> str | None:
@@ -206,6 +208,8 @@ TOOLS: dict[str, Tool] = {
             "apt-get install -y containernetworking-plugins",
             None,
             lambda: _found("/usr/lib/cni/bridge"),
+            # Not the protocol versions it lists after (Debian's build states none of its own).
+            r"bridge plugin v(\d\S*)",
         ),
         Tool(
             "iptables",
@@ -403,6 +407,9 @@ def inspect(name: str) -> ToolStatus:
         _, text = _probe([*argv, *tool.version_args])
     except MissingToolError as exc:
         return ToolStatus(tool, argv, None, f"{name} does not run ({exc}): {tool.install}")
+    if tool.version_from is not None:
+        found = re.search(tool.version_from, text)
+        text = found.group(1) if found else "version unknown"
     version = parse_version(text)  # some tools (wrk) exit non-zero on --version
     shown = ".".join(map(str, version)) if version else (text.splitlines() or ["?"])[0][:40]
     if tool.min_version and version and version < tool.min_version:
