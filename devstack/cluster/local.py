@@ -301,6 +301,9 @@ def local_up(
         f"--cluster={KWOK_CONTEXT}", f"--user={KWOK_CONTEXT}",
     )  # fmt: skip
     cli = ClusterCli(runner, names.LOCAL_CONTEXT)
+    if node == "real":
+        real.wait_for_containerd(real.NodePaths())
+        start_exited(runner, log)
     wait_for_registry(paths)
     cli.kubectl("apply", "-f", str(root / "k8s" / "cluster" / "local" / "registry-hosting.yaml"))
     objects = storage_objects(paths)
@@ -311,7 +314,27 @@ def local_up(
         if push_images is not None:
             push_images()
         cli.kubectl("apply", "-f", str(root / "k8s" / "cluster" / "local" / "coredns.yaml"))
-    wait_ready(cli, node, log)
+    wait_ready(cli, node, log, paths)
+
+
+def stopped_components(runner: Runner) -> list[str]:
+    listed = runner.run("kwokctl", "get", "components", "--name", KWOK_CLUSTER, "-o", "wide")
+    rows = [line.split() for line in listed.stdout.splitlines()[1:]]
+    return [row[0] for row in rows if len(row) >= 2 and row[1] != "Ready"]
+
+
+def start_exited(runner: Runner, log: Log) -> None:
+    """Start again what exited at start-up. kwokctl starts the components in the order of their
+    links without waiting for one to serve, and restarts none: the kubelet exits at once when
+    containerd does not answer yet (its CRI check fails fast; under systemd, kubeadm's unit
+    restarts it). `kwokctl start cluster` starts only what is not running."""
+    stopped = stopped_components(runner)
+    if stopped:
+        log(
+            f"{', '.join(stopped)} exited at start-up (the kubelet does when containerd is "
+            "not yet serving): starting again"
+        )
+        runner.run("kwokctl", "start", "cluster", "--name", KWOK_CLUSTER)
 
 
 def wait_for_registry(paths: LocalPaths, timeout: float = 60) -> None:
@@ -325,9 +348,26 @@ def wait_for_registry(paths: LocalPaths, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
-def wait_ready(cli: ClusterCli, node: str, log: Log, timeout: str = "180s") -> None:
+def wait_registered(cli: ClusterCli, name: str, paths: LocalPaths, timeout: str) -> None:
+    """Until the node object exists (`--for=condition` refuses a missing object at once, and a
+    kubelet registers only once containerd answers); if it never does, the kubelet's last
+    words."""
+    done = cli.kubectl("wait", "--for=create", f"node/{name}", f"--timeout={timeout}", check=False)
+    if done.returncode != 0:
+        log_file = paths.workdir / "logs" / "kubelet.log"
+        lines = log_file.read_text(errors="replace").splitlines() if log_file.exists() else []
+        raise CommandError(
+            f"node {name} did not register within {timeout}: see {log_file}"
+            + ("; its last lines:\n" + "\n".join(lines[-15:]) if lines else "")
+        )
+
+
+def wait_ready(
+    cli: ClusterCli, node: str, log: Log, paths: LocalPaths, timeout: str = "180s"
+) -> None:
     """The node Ready, cluster DNS serving (real node), metrics-server's APIService Available."""
     name = real.NODE if node == "real" else simulated.KWOK_NODE
+    wait_registered(cli, name, paths, timeout)
     cli.kubectl("wait", "--for=condition=Ready", f"node/{name}", f"--timeout={timeout}")
     if node == "real":
         cli.kubectl(

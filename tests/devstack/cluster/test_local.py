@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from devstack.core.names import KUBERNETES_VERSION, NAMESPACE, REGISTRY_HOST
-from tests.support.cluster import ROOT, fresh_namespace, get, invoke, kubectl
+from tests.support.cluster import ROOT, fresh_namespace, get, invoke, kubectl, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -58,3 +58,44 @@ def test_pod_security_restricted_refuses_a_privileged_pod_at_apply_time(local_en
     assert "privileged" in refused.stderr
     listed = kubectl("-n", NAMESPACE, "get", "pod", "privileged", "--ignore-not-found")
     assert listed.stdout.strip() == ""
+
+
+def test_the_kubelet_exits_when_containerd_does_not_answer_yet(local_engine, tmp_path) -> None:
+    """Why `cluster.up` starts again what exited: the kubelet's CRI check fails fast, and
+    kwokctl restarts nothing (if a kubelet of the pinned build ever waits, start_exited can go)."""
+    from devstack.cluster import node
+    from devstack.cluster.local import LocalPaths
+    from devstack.core.runner import Runner
+
+    config = yaml.safe_load(node.NodePaths().kubelet_config.read_text())
+    config["containerRuntimeEndpoint"] = f"unix://{tmp_path / 'nothing.sock'}"
+    config.pop("imageServiceEndpoint", None)
+    (tmp_path / "kubelet.yaml").write_text(yaml.safe_dump(config))
+    done = Runner().run(
+        "kubelet",
+        f"--config={tmp_path / 'kubelet.yaml'}",
+        f"--kubeconfig={LocalPaths.default().workdir / 'kubeconfig.yaml'}",
+        "--hostname-override=vaia-test-node",
+        f"--root-dir={tmp_path / 'root'}",
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "validate CRI v1 runtime API" in done.stderr
+
+
+def test_a_kubelet_that_exited_is_started_again_and_the_node_comes_back(local_engine) -> None:
+    import subprocess
+
+    from devstack.cluster.local import start_exited, stopped_components
+    from devstack.core.runner import Runner
+
+    runner = Runner()
+    kubelet = runner.command("kubelet")[0]
+    subprocess.run(["pkill", "-f", f"^{kubelet} "], check=True)
+    wait_for(lambda: "kubelet" in stopped_components(runner), 30, "the kubelet stopped")
+    said: list[str] = []
+    start_exited(runner, said.append)
+    assert said and said[0].startswith("kubelet exited at start-up")
+    assert stopped_components(runner) == []
+    kubectl("wait", "--for=condition=Ready", "node/vaia-local-node", "--timeout=120s")

@@ -93,6 +93,13 @@ def agent_url(stack: Stack) -> str:
     return stack.urls()["agent"]
 
 
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @pytest.mark.container
 def test_stack_is_healthy_and_wired(stack) -> None:
     states = {s["Service"]: (s["State"], s.get("Health")) for s in stack.ps()}
@@ -122,7 +129,10 @@ def test_ingest_ask_restart_chroma_and_the_document_survives(stack) -> None:
     assert any(s["document_id"] == "oncall-handover" and s["cited"] for s in body["sources"])
 
     stack.compose(["restart", "chromadb"])
-    wait_until(lambda: httpx.get(base + "/ready").json()["status"] == "ready", 90, "chroma back")
+    # Chroma's own heartbeat: `compose restart` returns before the server listens, and /ready
+    # may still stand on the ingest's success a moment ago (RECENT_SUCCESS_SECONDS).
+    wait_until(lambda: _answers(stack.urls()["chromadb"]), 90, "chroma back")
+    wait_until(lambda: httpx.get(base + "/ready").json()["status"] == "ready", 30, "agent ready")
     again = httpx.post(
         base + "/v1/agent/infer", json={"query": "When is the on-call handover? (after restart)"}
     ).json()
