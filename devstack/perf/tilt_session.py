@@ -6,6 +6,7 @@ change to the dependencies makes Tilt rebuild the image, push it and replace the
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
 import time
 import uuid
@@ -52,7 +53,11 @@ class TiltSession:
             env=tilt_env(self.cli.runner, self.build_env), cwd=self.checkout, log=self.log,
         )  # fmt: skip
         self._stack.callback(self._stop)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self._stack.close()  # __exit__ does not run when __enter__ raises
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -85,12 +90,29 @@ class TiltSession:
             )  # fmt: skip
             if done.returncode == 0:
                 return
+            self._failed_update()
             if time.monotonic() > deadline:
                 tail = self.log.read_text()[-3000:] if self.log.exists() else ""
                 raise DevstackError(
                     f"tilt up did not bring vaia-agent up: {done.stderr.strip()}", tail
                 )
             time.sleep(2)
+
+    def _failed_update(self) -> None:
+        """Tilt's own verdict: an update of the agent that failed (a build, a deploy) is not
+        retried until a file changes, so waiting longer would only hide its error."""
+        shown = self.cli.runner.run(
+            "tilt", "get", "uiresource/vaia-agent", "--port", str(self.web_port), "-o", "json",
+            timeout=60, check=False,
+        )  # fmt: skip
+        if shown.returncode != 0:
+            return  # Tilt is still starting
+        status = json.loads(shown.stdout).get("status", {})
+        if status.get("updateStatus") == "error":
+            history = status.get("buildHistory") or [{}]
+            error = str(history[0].get("error") or "see Tilt's log").strip()
+            tail = self.log.read_text()[-3000:] if self.log.exists() else ""
+            raise DevstackError(f"Tilt's update of vaia-agent failed: {error}", tail)
 
     @contextlib.contextmanager
     def agent(self) -> Iterator[str]:

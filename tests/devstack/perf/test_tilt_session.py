@@ -8,11 +8,12 @@ import pytest
 
 from devstack.cluster.kind import ClusterCli
 from devstack.cluster.tilt import tilt_build_env
+from devstack.core.errors import DevstackError
 from devstack.core.names import LOCAL_CONTEXT
 from devstack.core.runner import Runner
 from devstack.image.docker import Docker
 from devstack.perf.tilt_session import TiltSession
-from tests.support.cluster import ROOT, fresh_namespace
+from tests.support.cluster import ROOT, checkout_copy, fresh_namespace
 
 pytestmark = pytest.mark.cluster
 
@@ -41,3 +42,23 @@ def test_an_edit_under_agent_is_served_by_the_running_pod(local_engine) -> None:
         ).stdout
         == before
     )
+
+
+def test_a_failed_build_ends_the_session_with_tilts_error_and_leaves_no_tilt(
+    local_engine, tmp_path
+) -> None:
+    broken = checkout_copy(tmp_path / "checkout")
+    dockerfile = broken / "Dockerfile"
+    dockerfile.write_text(
+        dockerfile.read_text().replace(
+            "FROM builder AS dev\n",
+            "FROM builder AS dev\nRUN echo 'the dev stage breaks' && false\n",
+        )
+    )
+    subprocess.run(["git", "init", "-q", str(broken)], check=True)  # the session copies it
+    fresh_namespace()
+    cli = ClusterCli(Runner(), LOCAL_CONTEXT)
+    session = TiltSession(cli, broken, tilt_build_env(Docker(), offline=True))
+    with pytest.raises(DevstackError, match="Tilt's update of vaia-agent failed"):
+        session.__enter__()
+    assert session.tilt is not None and session.tilt.poll() is not None  # stopped, not leaked
