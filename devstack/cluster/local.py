@@ -303,7 +303,7 @@ def local_up(
     cli = ClusterCli(runner, names.LOCAL_CONTEXT)
     if node == "real":
         real.wait_for_containerd(real.NodePaths())
-        start_exited(runner, log)
+        start_exited(paths, runner, log)
     wait_for_registry(paths)
     cli.kubectl("apply", "-f", str(root / "k8s" / "cluster" / "local" / "registry-hosting.yaml"))
     objects = storage_objects(paths)
@@ -317,24 +317,50 @@ def local_up(
     wait_ready(cli, node, log, paths)
 
 
-def stopped_components(runner: Runner) -> list[str]:
-    listed = runner.run("kwokctl", "get", "components", "--name", KWOK_CLUSTER, "-o", "wide")
-    rows = [line.split() for line in listed.stdout.splitlines()[1:]]
-    return [row[0] for row in rows if len(row) >= 2 and row[1] != "Ready"]
+def _process_state(pid: int) -> str | None:
+    """The state letter in /proc/PID/stat (Z: exited, not yet reaped), None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
 
 
-def start_exited(runner: Runner, log: Log) -> None:
+def exited_components(paths: LocalPaths) -> dict[str, int]:
+    """The components whose process has exited, by kwokctl's pid files (named after each
+    binary). Ours, not `kwokctl get components`: kwokctl asks with signal 0, which a zombie
+    answers, and a process it forked stays one until this machine's init reaps it (seen here:
+    one to two seconds after kwokctl exits)."""
+    exited = {}
+    for pid_file in sorted((paths.workdir / "pids").glob("*.pid")):
+        pid = int(pid_file.read_text().strip())
+        if _process_state(pid) in (None, "Z"):
+            exited[pid_file.stem] = pid
+    return exited
+
+
+def start_exited(paths: LocalPaths, runner: Runner, log: Log, timeout: float = 30) -> None:
     """Start again what exited at start-up. kwokctl starts the components in the order of their
     links without waiting for one to serve, and restarts none: the kubelet exits at once when
     containerd does not answer yet (its CRI check fails fast; under systemd, kubeadm's unit
-    restarts it). `kwokctl start cluster` starts only what is not running."""
-    stopped = stopped_components(runner)
-    if stopped:
-        log(
-            f"{', '.join(stopped)} exited at start-up (the kubelet does when containerd is "
-            "not yet serving): starting again"
-        )
-        runner.run("kwokctl", "start", "cluster", "--name", KWOK_CLUSTER)
+    restarts it). `kwokctl start cluster` starts only what is not running, so it runs once the
+    exited processes are reaped."""
+    exited = exited_components(paths)
+    if not exited:
+        return
+    log(
+        f"{', '.join(exited)} exited at start-up (the kubelet does when containerd is not yet "
+        "serving): starting again"
+    )
+    deadline = time.monotonic() + timeout
+    while any(_process_state(pid) is not None for pid in exited.values()):
+        if time.monotonic() > deadline:
+            raise DevstackError(
+                f"{', '.join(exited)} exited but no one reaped it within {timeout:.0f} s: "
+                "`invoke cluster.down --engine local`, then up again"
+            )
+        time.sleep(0.2)
+    runner.run("kwokctl", "start", "cluster", "--name", KWOK_CLUSTER)
 
 
 def wait_for_registry(paths: LocalPaths, timeout: float = 60) -> None:

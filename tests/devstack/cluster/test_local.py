@@ -85,17 +85,19 @@ def test_the_kubelet_exits_when_containerd_does_not_answer_yet(local_engine, tmp
 
 
 def test_a_kubelet_that_exited_is_started_again_and_the_node_comes_back(local_engine) -> None:
+    """As at start-up when containerd was late: the kubelet's process gone (kwokctl's signal-0
+    check would also call a zombie running, so ours reads /proc)."""
     import subprocess
 
-    from devstack.cluster.local import start_exited, stopped_components
+    from devstack.cluster.local import LocalPaths, exited_components, start_exited
     from devstack.core.runner import Runner
 
-    runner = Runner()
+    runner, paths = Runner(), LocalPaths.default()
     kubelet = runner.command("kubelet")[0]
     subprocess.run(["pkill", "-f", f"^{kubelet} "], check=True)
-    wait_for(lambda: "kubelet" in stopped_components(runner), 30, "the kubelet stopped")
+    wait_for(lambda: "kubelet" in exited_components(paths), 30, "the kubelet stopped")
     said: list[str] = []
-    start_exited(runner, said.append)
+    start_exited(paths, runner, said.append)
     assert said and said[0].startswith("kubelet exited at start-up")
-    assert stopped_components(runner) == []
+    assert exited_components(paths) == {}
     kubectl("wait", "--for=condition=Ready", "node/vaia-local-node", "--timeout=120s")
