@@ -234,9 +234,17 @@ def local_engine() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def kwok_engine(local_engine: str) -> Iterator[str]:
-    """The local engine with kwok's simulated node instead, for a module's tests; the real node
-    is back afterwards."""
+def kwok_engine() -> Iterator[str]:
+    """The local engine with kwok's simulated node instead, for a module's tests; afterwards the
+    engine is as it was (the real node back, or down: `local_engine` brings the real one up when
+    a test needs it, so a session that starts with this module brings it up once)."""
+    from devstack.core.names import LOCAL_CONTEXT
+    from tests.support.cluster import invoke
+
+    before = _engine_state()
     _bring_up("kwok")
-    yield local_engine
-    _bring_up("real")
+    yield LOCAL_CONTEXT
+    if before == "real":
+        _bring_up("real")
+    elif before is None:
+        invoke("cluster.down", "--engine", "local")

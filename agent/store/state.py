@@ -182,7 +182,8 @@ class RedisState:
             self._metrics.dependency_up.labels("redis").set(0)
             log.warning(
                 "redis call failed, using in-process fallback",
-                extra={"operation": what, "error": repr(exc)},
+                # str, not repr: redis-py's repr is only its class ("network:ConnectionError").
+                extra={"operation": what, "error": f"{type(exc).__name__}: {exc}"},
             )
             return await fallback()
         self._metrics.dependency_up.labels("redis").set(1)

@@ -111,7 +111,9 @@ def test_a_failed_rollout_under_load_is_undone_and_no_request_fails(images, tmp_
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     summary = (tmp_path / "summary.md").read_text()
     requests, failures = re.search(r"Requests: (\d+), failures: (\d+)", summary).groups()
-    assert int(requests) > 100 and int(failures) == 0, summary
+    failures_csv = tmp_path / "locust_failures.csv"
+    which = failures_csv.read_text() if failures_csv.exists() else ""
+    assert int(requests) > 100 and int(failures) == 0, summary + which
     # Every old pod kept serving while the new one never became ready.
     assert min(watch.ready) >= 2, watch.ready
     assert all(current >= desired for current, desired in watch.healthy), watch.healthy
