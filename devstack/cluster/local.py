@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from devstack.core.cache import cache_root
 from devstack.core.errors import CommandError, DevstackError, UsageError
 from devstack.core.net import port_open
 from devstack.core.runner import Runner
+from devstack.core.wait import wait_until
 
 Log = Callable[[str], None]
 
@@ -352,26 +352,26 @@ def start_exited(paths: LocalPaths, runner: Runner, log: Log, timeout: float = 3
         f"{', '.join(exited)} exited at start-up (the kubelet does when containerd is not yet "
         "serving): starting again"
     )
-    deadline = time.monotonic() + timeout
-    while any(_process_state(pid) is not None for pid in exited.values()):
-        if time.monotonic() > deadline:
-            raise DevstackError(
-                f"{', '.join(exited)} exited but no one reaped it within {timeout:.0f} s: "
-                "`invoke cluster.down --engine local`, then up again"
-            )
-        time.sleep(0.2)
+    wait_until(
+        lambda: all(_process_state(pid) is None for pid in exited.values()),
+        timeout,
+        lambda: DevstackError(
+            f"{', '.join(exited)} exited but no one reaped it within {timeout:.0f} s: "
+            "`invoke cluster.down --engine local`, then up again"
+        ),
+    )
     runner.run("kwokctl", "start", "cluster", "--name", KWOK_CLUSTER)
 
 
 def wait_for_registry(paths: LocalPaths, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not port_open(names.REGISTRY_PORT):
-        if time.monotonic() > deadline:
-            raise CommandError(
-                f"the registry does not answer on 127.0.0.1:{names.REGISTRY_PORT}: see "
-                f"{paths.workdir / 'logs' / 'registry.log'}"
-            )
-        time.sleep(0.2)
+    wait_until(
+        lambda: port_open(names.REGISTRY_PORT),
+        timeout,
+        lambda: CommandError(
+            f"the registry does not answer on 127.0.0.1:{names.REGISTRY_PORT}: see "
+            f"{paths.workdir / 'logs' / 'registry.log'}"
+        ),
+    )
 
 
 def wait_registered(cli: ClusterCli, name: str, paths: LocalPaths, timeout: str) -> None:

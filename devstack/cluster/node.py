@@ -39,6 +39,7 @@ from devstack.cluster.kind import ClusterCli
 from devstack.core import names
 from devstack.core.errors import DevstackError
 from devstack.core.runner import Runner
+from devstack.core.wait import wait_until
 from devstack.image.docker import Docker
 
 Log = Callable[[str], None]
@@ -130,24 +131,28 @@ def node_ip() -> str:
     return address
 
 
+def _accepts(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
 def wait_for_containerd(paths: NodePaths, timeout: float = 60) -> None:
     """Until containerd accepts connections on its socket (its first start on a fresh state
     folder loads its plugins and makes its database before it listens)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(paths.socket))
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise DevstackError(
-                    f"containerd does not answer on {paths.socket} after {timeout:.0f} s: see "
-                    "its log (`kwokctl logs containerd --name vaia-local`)"
-                ) from None
-            time.sleep(0.2)
-        finally:
-            probe.close()
+    wait_until(
+        lambda: _accepts(paths.socket),
+        timeout,
+        lambda: DevstackError(
+            f"containerd does not answer on {paths.socket} after {timeout:.0f} s: see its log "
+            "(`kwokctl logs containerd --name vaia-local`)"
+        ),
+    )
 
 
 # --- configuration ----------------------------------------------------------------------------

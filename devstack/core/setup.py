@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from devstack.core.names import REPO
 from devstack.core.process import daemonize
 from devstack.core.runner import Runner
 from devstack.core.tools import TOOLS, ToolStatus, inspect
+from devstack.core.wait import wait_until
 
 Log = Callable[[str], None]
 
@@ -190,18 +190,22 @@ def start_docker(runner: Runner, log: Log, wait_seconds: float = 60) -> None:
             raise
     log("docker daemon: starting dockerd")
     daemonize(["dockerd"], Path("/var/log/dockerd-vaia.log"))
-    deadline = time.monotonic() + wait_seconds
-    while True:
+
+    def answers() -> bool:
         try:
             client.daemon_ready()
-            return
         except MissingToolError:
-            if time.monotonic() > deadline:
-                raise MissingToolError(
-                    f"dockerd did not answer within {wait_seconds:.0f} s: see "
-                    "/var/log/dockerd-vaia.log"
-                ) from None
-            time.sleep(1)
+            return False
+        return True
+
+    wait_until(
+        answers,
+        wait_seconds,
+        lambda: MissingToolError(
+            f"dockerd did not answer within {wait_seconds:.0f} s: see /var/log/dockerd-vaia.log"
+        ),
+        interval=1,
+    )
 
 
 def install_checkov(runner: Runner, log: Log, venv: Path = CHECKOV_VENV) -> None:

@@ -10,7 +10,7 @@ import json
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
@@ -24,6 +24,7 @@ from devstack.core.checkout import copy_checkout
 from devstack.core.errors import DevstackError
 from devstack.core.names import IMAGE, NAMESPACE
 from devstack.core.net import free_port
+from devstack.core.wait import wait_until
 
 
 @dataclass(frozen=True)
@@ -163,9 +164,10 @@ def _version(url: str) -> str | None:
     return str(body["version"]) if body else None
 
 
-def _wait(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise DevstackError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
+def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
+    wait_until(
+        check,
+        timeout,
+        lambda: DevstackError(f"timed out after {timeout:.0f} s waiting for {what}"),
+        interval=0.05,
+    )
