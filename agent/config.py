@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,6 +21,7 @@ from pydantic_settings import (
 # .env, so that secrets need not be environment variables, which child processes and crash
 # dumps inherit.
 SECRETS_DIR_VARIABLE = "SECRETS_DIR"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{32,}")
 
 ProviderName = Literal["auto", "gemini", "offline"]
 # What the offline provider retrieves with: auto is all-MiniLM-L6-v2 (with the words' share,
@@ -31,7 +33,12 @@ class Settings(BaseSettings):
     """Every variable is documented in the README's configuration table."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        # An error names the setting, never its value: some are secrets.
+        hide_input_in_errors=True,
     )
 
     # --- LLM ---
@@ -65,6 +72,9 @@ class Settings(BaseSettings):
     chroma_path: Path = Path(".vaia/chroma")
     chroma_collection_prefix: str = Field("vaia_kb", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_-]{1,40}$")
     chroma_timeout_seconds: float = Field(5.0, gt=0)
+    # The token the Chroma server's auth proxy asks for (`Authorization: Bearer`), from the
+    # Secret in the cluster; unset: no header (the embedded store, or a server without a proxy).
+    chroma_auth_token: SecretStr | None = None
 
     # --- Redis ---
     redis_url: str | None = None
@@ -142,7 +152,15 @@ class Settings(BaseSettings):
     def _lower_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("gemini_api_key", "relevance_floor", mode="before")
+    @field_validator("chroma_auth_token")
+    @classmethod
+    def _token_characters(cls, value: SecretStr | None) -> SecretStr | None:
+        # What the proxy accepts (k8s/base/chromadb-auth/start.sh); the value is never echoed.
+        if value is not None and not _TOKEN.fullmatch(value.get_secret_value()):
+            raise ValueError("CHROMA_AUTH_TOKEN must be 32 or more of A-Z a-z 0-9 _ -")
+        return value
+
+    @field_validator("gemini_api_key", "chroma_auth_token", "relevance_floor", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

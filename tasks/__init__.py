@@ -14,7 +14,7 @@ ns = Collection()
 for root_task in (
     dev.dev, dev.setup, dev.test, dev.lint, dev.doctor, dev.seed, dev.lock,
     image.build,
-    release.scan, release.push, release.deploy, release.rollback, release.cd,
+    release.scan, release.vulndb, release.push, release.deploy, release.rollback, release.cd,
     perf.bench, perf.loadtest,
     cluster.inner_loop_up, cluster.inner_loop_down,
     verify.verify,
@@ -25,6 +25,14 @@ ns.add_collection(Collection("image", image.build))
 ns.add_collection(Collection("compose", compose.up, compose.down))
 ns.add_collection(Collection("cluster", cluster.create, cluster.delete, cluster.build_binaries))
 ns.add_collection(
-    Collection("release", release.scan, release.push, release.deploy, release.rollback, release.cd)
+    Collection(
+        "release",
+        release.scan,
+        release.vulndb,
+        release.push,
+        release.deploy,
+        release.rollback,
+        release.cd,
+    )
 )
 ns.add_collection(Collection("perf", perf.bench, perf.loadtest))

@@ -16,22 +16,41 @@ from devstack.core.console import console, status, table
 from devstack.core.errors import DevstackError
 from devstack.core.names import CONTEXT
 from devstack.image.build import git_state, image_tags
+from devstack.image.compose import standins_by_upstream_name
 from devstack.image.docker import Docker
 from devstack.release.cd import CdPlan, cd_stages
 from devstack.release.pipeline import run_stages, succeeded
 from devstack.release.registry import DEFAULT_REGISTRY
 from devstack.release.registry import push as push_image
-from devstack.release.scan import ScanOptions, scan_image
+from devstack.release.scan import ScanOptions, scan_images, targets
+from devstack.release.vulndb import build as build_vulndb
+from devstack.release.vulndb import default_advisories_dir, default_cache_dir
 from tasks._base import PY, ROOT, runner, task
 from tasks.image import docker
 
 SCAN_HELP = {
-    "image": "image to scan (default: this commit's vaia-agent:sha-... tag)",
-    "vuln_report": "a Trivy JSON report of vulnerabilities, made where the DB is reachable",
+    "image": "the agent image to scan (default: this commit's vaia-agent:sha-... tag); the "
+    "Redis, Chroma and proxy images the manifests and Compose name are scanned with it",
+    "offline": "read the database `invoke vulndb` built and scan the stand-ins of the upstream "
+    "images (nothing is pulled)",
     "db_repository": "a mirror of the Trivy vulnerability DB (OCI repository)",
-    "cache_dir": "a Trivy cache directory that already holds the DB",
+    "cache_dir": "a Trivy cache directory that holds (or will hold) the DB",
     "skip_db_update": "use the DB in --cache-dir as it is",
+    "max_db_age_days": "refuse a database older than this (default: $VAIA_MAX_DB_AGE_DAYS, else "
+    "7 in CI, else no limit; 0: no limit)",
 }
+
+
+def scan_options(
+    offline: bool, db_repository: str, cache_dir: str, skip_db_update: bool, max_db_age_days: int
+) -> ScanOptions:
+    return ScanOptions(
+        db_repository=db_repository or None,
+        cache_dir=Path(cache_dir) if cache_dir else None,
+        skip_db_update=skip_db_update,
+        max_db_age_days=None if max_db_age_days < 0 else max_db_age_days,
+        offline=offline,
+    )
 
 
 def commit_tags(client: Docker, image: str) -> list[str]:
@@ -53,20 +72,42 @@ def registry_or_default(registry: str) -> str:
 def scan(
     c: Context,
     image: str = "",
-    vuln_report: str = "",
+    offline: bool = False,
     db_repository: str = "",
     cache_dir: str = "",
     skip_db_update: bool = False,
+    max_db_age_days: int = -1,
 ) -> None:
-    """The Trivy gate: vulnerabilities, misconfigurations and secrets; fails closed."""
+    """The Trivy gate on every image the deploy runs: vulnerabilities (one database, which it
+    names with its age), misconfigurations and secrets, an SBOM of each; fails closed."""
     client = docker()
-    options = ScanOptions(
-        vuln_report=Path(vuln_report) if vuln_report else None,
-        db_repository=db_repository or None,
-        cache_dir=Path(cache_dir) if cache_dir else None,
-        skip_db_update=skip_db_update,
+    options = scan_options(offline, db_repository, cache_dir, skip_db_update, max_db_age_days)
+    agent = commit_tags(client, image)[0]
+    standins = standins_by_upstream_name(client, console.print) if offline else {}
+    scan_images(client, ROOT, targets(agent, ROOT, standins), options, log=console.print)
+
+
+@task(
+    help={
+        "advisories": "a folder of advisory-record trees in the GHSA layout (default: "
+        "$VAIA_ADVISORIES_DIR, else ../shared/advisories)",
+        "cache_dir": "the Trivy cache to install the database into (default: the one "
+        "`invoke scan --offline` reads)",
+    }
+)
+def vulndb(c: Context, advisories: str = "", cache_dir: str = "") -> None:
+    """Build Trivy's vulnerability database here, with Trivy's own builder, from advisory
+    records (GitHub Security Advisory layout)."""
+    source = Path(advisories) if advisories else default_advisories_dir()
+    target = Path(cache_dir) if cache_dir else default_cache_dir()
+    summary = build_vulndb(source, target, runner(), log=console.print)
+    console.print(
+        f"database in {target / 'db'}: {summary.advisories} advisories, the newest published "
+        f"{summary.newest} (from {', '.join(summary.trees)})"
     )
-    scan_image(client, ROOT, commit_tags(client, image)[0], options, log=console.print)
+    console.print(
+        f"scan with it: invoke scan --offline   (or --cache-dir {target} --skip-db-update)"
+    )
 
 
 @task(
@@ -144,8 +185,7 @@ def rollback(c: Context, context: str = "", to_revision: int = 0) -> None:
     help={
         "overlay": "where to deploy: dev, ci or prod",
         "registry": "where to push (default $REGISTRY or localhost:5001)",
-        "offline": "build on the stand-in bases",
-        "vuln_report": "a Trivy vulnerability report for the scan gate (see invoke --help scan)",
+        "offline": "build on the stand-in bases; scan with the database `invoke vulndb` built",
         "test_marker": "the pytest tiers of the test stage (default: unit or static)",
         "context": "kube context for deploy and smoke test",
         "dry_run": "print the plan; run nothing",
@@ -156,7 +196,6 @@ def cd(
     overlay: str = "ci",
     registry: str = "",
     offline: bool = False,
-    vuln_report: str = "",
     test_marker: str = "unit or static",
     context: str = "",
     dry_run: bool = False,
@@ -169,7 +208,7 @@ def cd(
         overlay=overlay,
         registry=registry_or_default(registry),
         offline=offline,
-        scan=ScanOptions(vuln_report=Path(vuln_report) if vuln_report else None),
+        scan=ScanOptions(offline=offline),
         test_marker=test_marker,
     )
 

@@ -193,6 +193,48 @@ def dev_image(docker) -> str:
     return tag
 
 
+@pytest.fixture(scope="session")
+def vulnerability_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Trivy cache holding a database that `invoke vulndb` built with Trivy's own builder from
+    the shared advisory records ($VAIA_ADVISORIES_DIR, else ../shared/advisories): the gate's
+    tests read real findings from it. Without the records, those tests say so and skip."""
+    import os
+    import sys
+
+    from devstack.release.vulndb import ADVISORIES_SETTING, default_advisories_dir
+
+    source = default_advisories_dir()
+    if not source.is_dir():
+        pytest.skip(
+            f"no advisory records at {source}: set {ADVISORIES_SETTING} to a folder of GHSA "
+            "record trees (the gate's vulnerability tests need a database built from them)"
+        )
+    cache = tmp_path_factory.mktemp("trivy-cache")
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "invoke", "vulndb"),
+            *("--advisories", str(source), "--cache-dir", str(cache)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "300"},
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = len(list(source.glob("*/advisories/github-reviewed/*/*/GHSA-*/GHSA-*.json")))
+    assert f": {records} advisories, the newest published" in done.stdout, done.stdout
+    return cache
+
+
+@pytest.fixture(scope="session")
+def standin_services(docker) -> dict[str, str]:
+    """The stand-ins of the upstream images the deploy runs, by their upstream names."""
+    from devstack.image.compose import standins_by_upstream_name
+
+    return standins_by_upstream_name(docker, lambda _: None)
+
+
 # --- cluster tier -------------------------------------------------------------------------------
 
 

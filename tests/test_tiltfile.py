@@ -1,6 +1,8 @@
 """The Tiltfile, run by the real Tilt (`tilt ci`, the pinned build) against the local engine's
 real API server: today's brings every auto-started resource up; the first round's deadlocks."""
 
+import json
+
 import httpx
 import pytest
 
@@ -8,7 +10,15 @@ from devstack.cluster.kind import ClusterCli, port_forward
 from devstack.core.names import IMAGE, LOCAL_CONTEXT, NAMESPACE
 from devstack.core.net import free_port
 from devstack.core.runner import Runner
-from tests.support.cluster import ROOT, checkout_copy, fresh_namespace, get, invoke, wait_for
+from tests.support.cluster import (
+    ROOT,
+    checkout_copy,
+    fresh_namespace,
+    get,
+    invoke,
+    kubectl,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -56,6 +66,55 @@ def test_the_agent_tilt_brought_up_answers_from_the_chroma_server_in_the_cluster
     assert body["degraded"] == [] and body["provider"] == "offline"
     assert any(s["cited"] and s["document_id"] == "runbook/rollbacks" for s in body["sources"])
     assert "kubectl rollout undo" in body["answer"]
+
+
+PROBE = """
+collections=http://chromadb:8000/api/v2/tenants/default_tenant/databases/default_database/collections
+status() { wget -q -S -O /dev/null "$@" 2>&1 | sed -n 's/^ *HTTP\\/1\\.[01] //p' | head -n1; }
+echo "heartbeat: $(status http://chromadb:8000/api/v2/heartbeat)"
+echo "no token: $(status --header 'Content-Type: application/json' --post-data '{"name":"x"}' $collections)"
+echo "wrong token: $(status --header 'Authorization: Bearer wrong-wrong-wrong-wrong-wrong-wrong' --header 'Content-Type: application/json' --post-data '{"name":"x"}' $collections)"
+echo "server port: $(status http://chromadb:8001/api/v2/heartbeat || true)"
+"""
+
+
+def test_chroma_refuses_a_pod_that_is_not_the_agent(local_engine) -> None:
+    """CVE-2026-45829 needs one unauthenticated request to Chroma's collections endpoint: from a
+    pod in the agent's own namespace, only the heartbeat answers; creating a collection without
+    the agent's token, or with a wrong one, is refused by the proxy, and Chroma's own port is not
+    reachable at all (it listens on the pod's loopback)."""
+    if not agent_pods(2):
+        fresh_namespace()
+        invoke("up", "--engine", "local", "--ci", "--offline", timeout=1500)
+    restricted = {
+        "spec": {
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": "busybox",
+                    "command": ["sh", "-c", PROBE],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        }
+    }
+    done = kubectl(
+        "-n", NAMESPACE, "run", "not-the-agent", "--rm", "-i", "--restart=Never",
+        "--image=busybox", f"--overrides={json.dumps(restricted)}", "--pod-running-timeout=120s",
+    )  # fmt: skip
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+    assert lines["heartbeat"].startswith("200"), done.stdout
+    assert lines["no token"].startswith("401"), done.stdout
+    assert lines["wrong token"].startswith("401"), done.stdout
+    assert lines["server port"] == "", done.stdout  # connection refused: nothing answers
 
 
 def agent_pods(count: int) -> list:

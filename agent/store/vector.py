@@ -127,6 +127,14 @@ class KnowledgeStore:
         if s.chroma_host:
             from agent.store.chroma_http import BoundedHttpClient
 
+            if s.chroma_auth_token is not None:  # chromadb's own client-side token auth
+                chroma_settings.chroma_client_auth_provider = (
+                    "chromadb.auth.token_authn.TokenAuthClientProvider"
+                )
+                chroma_settings.chroma_client_auth_credentials = (
+                    s.chroma_auth_token.get_secret_value()
+                )
+
             client = BoundedHttpClient(
                 s.chroma_host, s.chroma_port, s.chroma_timeout_seconds, chroma_settings
             )

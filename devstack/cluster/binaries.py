@@ -136,6 +136,7 @@ PROGRAMS: tuple[GoProgram, ...] = (
                 "kubectl",
                 "kubelet",
                 "kube-proxy",
+                "kubeadm",  # kind's node image: `kind build node-image` copies it in
             )
         },
         _kubernetes_ldflags(K8S),
@@ -201,7 +202,24 @@ ADDONS: tuple[GoProgram, ...] = (
         (f"-X github.com/coredns/coredns/coremain.GitCommit=v{names.COREDNS_VERSION}",),
     ),
 )
-PROGRAMS = PROGRAMS + ADDONS
+# Tools of the delivery chain that no package manager here has at the pinned version.
+TOOLS: tuple[GoProgram, ...] = (
+    GoProgram(
+        "kind",
+        "sigs.k8s.io/kind",
+        names.KIND_VERSION,
+        {"kind": "sigs.k8s.io/kind"},
+        keep=("images/base",),  # kindest/base's Dockerfile and files, for the node image
+    ),
+    GoProgram(
+        "trivy-db",
+        "github.com/aquasecurity/trivy-db",
+        names.TRIVY_DB_VERSION,
+        {"trivy-db": "github.com/aquasecurity/trivy-db/cmd/trivy-db"},
+        (f"-X main.version={names.TRIVY_DB_VERSION}",),
+    ),
+)
+PROGRAMS = PROGRAMS + ADDONS + TOOLS
 _BY_BINARY = {binary: program for program in PROGRAMS for binary in program.commands}
 
 

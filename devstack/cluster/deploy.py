@@ -4,6 +4,7 @@ through the runner (recordable in tests)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -17,8 +18,10 @@ from devstack.cluster.kind import ClusterCli
 from devstack.cluster.render import OVERLAYS, render
 from devstack.cluster.secrets import PULL_SECRET, RegistryAuth, fill_secret, secret_values
 from devstack.core.errors import CommandError, DevstackError
-from devstack.core.names import CONTEXT, IMAGE, LOCAL_CONTEXT, NAMESPACE
+from devstack.core.names import CONTEXT, IMAGE, LOCAL_CONTEXT, NAMESPACE, SECRET
 from devstack.core.runner import Result
+from devstack.core.tokens import CHROMA_TOKEN_VARIABLE as TOKEN_VARIABLE
+from devstack.core.tokens import new_token, valid_token
 from devstack.verify.manifests import pod_spec, workloads
 
 # The contexts each overlay is meant for (the first is the default); prod names its own through
@@ -120,6 +123,33 @@ def manifests_for(
     return objs
 
 
+def chroma_token(cli: ClusterCli, environ: Mapping[str, str]) -> str:
+    """Chroma's token: $CHROMA_AUTH_TOKEN, else the one the cluster's Secret holds (the running
+    proxy and agents were started with it), else a new one."""
+    given = environ.get(TOKEN_VARIABLE, "").strip()
+    if given:
+        return given  # checked with the other values by secret_values
+    current = cli.kubectl(
+        "-n",
+        NAMESPACE,
+        "get",
+        "secret",
+        SECRET,
+        "--ignore-not-found",
+        "-o",
+        f"jsonpath={{.data.{TOKEN_VARIABLE}}}",
+        check=False,
+    )
+    if current.returncode == 0 and current.stdout.strip():
+        try:
+            token = base64.b64decode(current.stdout.strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            token = ""
+        if valid_token(token):
+            return token
+    return new_token()
+
+
 FIELD_MANAGER = "vaia-deploy"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -138,7 +168,10 @@ def deploy(
 ) -> None:
     check_context(overlay, cli.context, force)
     # Secrets travel on stdin only, never on a command line.
-    objs = manifests_for(root, overlay, image, allow_offline=allow_offline, pull_secret=pull_secret)
+    environ = {**os.environ, TOKEN_VARIABLE: chroma_token(cli, os.environ)}
+    objs = manifests_for(
+        root, overlay, image, environ, allow_offline=allow_offline, pull_secret=pull_secret
+    )
     previous = current_revision(cli)
     apply_server_side(cli, objs)
     log(f"applied overlay {overlay} with {image} to {cli.context}")

@@ -2,10 +2,11 @@
 environment in memory.
 
 The Secret is committed with no secret in it (k8s/base/agent-secret.yaml: CHROMA_HOST is the
-in-cluster `chromadb`, GEMINI_API_KEY is empty). `invoke deploy` fills it from $GEMINI_API_KEY and
-$CHROMA_HOST (the values CI verified, as the seed's contract says) just before `kubectl apply`
-reads the stream on stdin; the Tiltfile fills the key the same way in Starlark. A value is never
-an argument, never printed, never in a file.
+in-cluster `chromadb`, GEMINI_API_KEY and CHROMA_AUTH_TOKEN are empty). `invoke deploy` fills it
+from $GEMINI_API_KEY and $CHROMA_HOST (the values CI verified, as the seed's contract says) and
+Chroma's token (deploy.py: the cluster's own, else $CHROMA_AUTH_TOKEN, else a new one) just before
+`kubectl apply` reads the stream on stdin; the Tiltfile fills the key and the token the same way in
+Starlark. A value is never an argument, never printed, never in a file.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from typing import Any
 
 from devstack.core.errors import DevstackError
 from devstack.core.names import IMAGE, SECRET
+from devstack.core.tokens import CHROMA_TOKEN_VARIABLE as TOKEN_VARIABLE
+from devstack.core.tokens import valid_token
 
-SECRET_VARIABLES = ("GEMINI_API_KEY", "CHROMA_HOST")
+SECRET_VARIABLES = ("GEMINI_API_KEY", "CHROMA_HOST", TOKEN_VARIABLE)
 PULL_SECRET = f"{IMAGE}-pull"
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
@@ -58,6 +61,8 @@ def secret_values(environ: Mapping[str, str]) -> dict[str, str]:
             values[name] = value
     if "CHROMA_HOST" in values:
         _check_chroma_host(values["CHROMA_HOST"])
+    if TOKEN_VARIABLE in values and not valid_token(values[TOKEN_VARIABLE]):
+        raise SecretError(f"{TOKEN_VARIABLE} must be 32 or more of A-Z a-z 0-9 _ -")
     return values
 
 

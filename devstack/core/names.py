@@ -20,6 +20,13 @@ CONFIG_MAP = "vaia-agent-config"
 SECRET = "vaia-agent-secrets"  # noqa: S105 - a name, not a value
 AGENT_PORT = 8080
 CHROMADB_VERSION = "1.5.9"  # the client the agent pins, the server image, the stand-in
+# The upstream images the deploy runs beside the agent (manifests and compose.yaml; stand-ins of
+# them are built here where nothing can be pulled: devstack/image/compose.py).
+REDIS_IMAGE = "redis:7.4.2-bookworm"
+CHROMA_IMAGE = f"chromadb/chroma:{CHROMADB_VERSION}"
+# Chroma's 1.x server has no authentication of its own: an nginx in its pod lets through only
+# requests with the agent's token (k8s/base/chromadb.yaml, docs/delivery.md).
+CHROMA_PROXY_IMAGE = "nginxinc/nginx-unprivileged:1.28.0"
 SOURCE = "https://github.com/vaia-devstack/vaia-devstack"
 
 # One Kubernetes version everywhere: the binaries built here (devstack/cluster/binaries.py), the
@@ -38,3 +45,7 @@ TILT_VERSION = "0.37.6"  # the workflows' pin
 COREDNS_VERSION = "1.11.3"  # what kubeadm 1.32 runs
 METRICS_SERVER_VERSION = "0.7.2"  # k8s/cluster/metrics-server (kind)
 LOCAL_PATH_PROVISIONER_VERSION = "0.0.30"  # kind's default StorageClass, `standard`
+KIND_VERSION = "0.27.0"  # the workflows' pin (helm/kind-action's `version`)
+# Trivy's database builder (github.com/aquasecurity/trivy-db has no releases: a pseudo-version of
+# its main branch, schema 2, the schema trivy 0.5x-0.7x reads).
+TRIVY_DB_VERSION = "0.0.0-20260813095258-0e0340a01b57"

@@ -60,7 +60,10 @@ TIER_TOOLS: dict[str, tuple[str, ...]] = {
     "unit": ("git",),
     "integration": ("redis-server", "wrk", "chromium", "git"),
     "static": ("kubectl", "hadolint", "trivy", "actionlint", "zizmor", "checkov"),
-    "container": ("docker", "compose", "debootstrap", "docker-registry", "trivy", "git"),
+    "container": (
+        *("docker", "compose", "debootstrap", "docker-registry"),
+        *("trivy", "trivy-db", "go", "git"),
+    ),
     "load": ("locust",),
     "cluster": ("docker", "docker-registry", "kubectl", *LOCAL_ENGINE, *REAL_NODE),
 }
@@ -220,6 +223,28 @@ def install_checkov(runner: Runner, log: Log, venv: Path = CHECKOV_VENV) -> None
     log(f"checkov {CHECKOV_VERSION}: installed in {venv}")
 
 
+def vulnerability_database(runner: Runner, log: Log) -> None:
+    """Trivy's database for `invoke scan --offline`, built from the advisory records when there
+    are some (rebuilt once a day: the gate refuses a stale one in CI)."""
+    from datetime import UTC, datetime
+
+    from devstack.release import vulndb
+
+    source = vulndb.default_advisories_dir()
+    if not source.is_dir():
+        log(f"vulnerability database: no advisory records at {source} (invoke vulndb --help)")
+        return
+    try:
+        age = vulndb.describe(vulndb.default_cache_dir()).age_days(datetime.now(UTC))
+    except vulndb.VulnDbError:
+        age = None
+    if age is not None and age < 1:
+        log("vulnerability database: built today")
+        return
+    summary = vulndb.build(source, vulndb.default_cache_dir(), runner, log)
+    log(f"vulnerability database: {summary.advisories} advisories, newest {summary.newest}")
+
+
 def setup(runner: Runner, log: Log) -> None:
     from devstack.cluster.binaries import build_all
 
@@ -231,6 +256,7 @@ def setup(runner: Runner, log: Log) -> None:
     for built in build_all(runner, log):
         state = "cached" if built.cached else f"built in {built.seconds:.0f} s"
         log(f"{built.program.name} v{built.program.version}: {state}")
+    vulnerability_database(runner, log)
     still = missing_tools(TIERS)
     for item in still:
         log(item.line())

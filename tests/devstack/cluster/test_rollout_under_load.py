@@ -13,21 +13,17 @@ import httpx
 import pytest
 
 from devstack.core.names import IMAGE, NAMESPACE, REGISTRY_HOST
-from tests.support.cluster import ROOT, fresh_namespace, get, invoke, wait_for
+from tests.support.cluster import fresh_namespace, get, invoke, wait_for
 
 pytestmark = pytest.mark.cluster
 
-FIXTURES = ROOT / "tests" / "fixtures"
-
 
 @pytest.fixture(scope="module")
-def images(offline_image, local_engine, tmp_path_factory) -> dict[str, str]:
+def images(offline_image, vulnerability_db, local_engine, tmp_path_factory) -> dict[str, str]:
     """This commit's image (scanned and pushed as CI does), and one whose process starts but
     never serves (the mistake of an entrypoint that does something else), so that its probes
     never pass (pushed as it is: it is never released)."""
-    invoke(
-        "scan", "--image", offline_image, "--vuln-report", str(FIXTURES / "trivy-vuln-clean.json")
-    )
+    invoke("scan", "--image", offline_image, "--offline", "--cache-dir", str(vulnerability_db))
     invoke("push", "--image", offline_image, "--registry", REGISTRY_HOST)
     good = f"{REGISTRY_HOST}/{IMAGE}:{offline_image.rsplit(':', 1)[1]}"
     context = tmp_path_factory.mktemp("broken")

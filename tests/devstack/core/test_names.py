@@ -24,11 +24,22 @@ def test_one_chromadb_version_everywhere() -> None:
     ]
     assert extras["client"] == [f"chromadb-client=={names.CHROMADB_VERSION}"]
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
-    assert compose["services"]["chromadb"]["image"].endswith(f":{names.CHROMADB_VERSION}}}")
+    assert compose["services"]["chromadb-server"]["image"].endswith(f":-{names.CHROMA_IMAGE}}}")
     server = m.find(render(ROOT, "prod"), "StatefulSet", "chromadb")
-    assert m.pod_spec(server)["containers"][0]["image"] == (
-        f"chromadb/chroma:{names.CHROMADB_VERSION}"
-    )
+    assert m.pod_spec(server)["containers"][0]["image"] == names.CHROMA_IMAGE
+    assert f"chromadb/chroma:{names.CHROMADB_VERSION}" == names.CHROMA_IMAGE
+
+
+def test_the_upstream_images_are_named_once() -> None:
+    """The images beside the agent, as the manifests and Compose name them."""
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    assert compose["redis"]["image"].endswith(f":-{names.REDIS_IMAGE}}}")
+    assert compose["chromadb"]["image"].endswith(f":-{names.CHROMA_PROXY_IMAGE}}}")
+    objs = render(ROOT, "prod")
+    redis = m.pod_spec(m.find(objs, "StatefulSet", "redis"))["containers"]
+    chroma = m.pod_spec(m.find(objs, "StatefulSet", "chromadb"))["containers"]
+    assert [c["image"] for c in redis] == [names.REDIS_IMAGE]
+    assert [c["image"] for c in chroma] == [names.CHROMA_IMAGE, names.CHROMA_PROXY_IMAGE]
     lock = (ROOT / "requirements" / "runtime.lock").read_text()
     assert re.search(rf"^chromadb-client=={re.escape(names.CHROMADB_VERSION)} ", lock, re.M)
 

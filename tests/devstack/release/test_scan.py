@@ -1,69 +1,105 @@
-import json
-from datetime import date
-
 import pytest
 
-from devstack.release.scan import ScanError, blocking, expired, parse_trivyignore
+from devstack.core.names import CHROMA_IMAGE, CHROMA_PROXY_IMAGE, REDIS_IMAGE
+from devstack.release.scan import ScanError, blocking, check_report, deployed_images, targets
+from devstack.release.trivy import suppressed
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
-FIXTURES = ROOT / "tests" / "fixtures"
 
 
-def test_gate_blocks_fixed_high_and_critical_vulnerabilities_only() -> None:
-    report = json.loads((FIXTURES / "trivy-vuln-report.json").read_text())
-    stops = blocking(report, ignored=set())
-    # HIGH with a fix blocks; CRITICAL without a fix is passed over (--ignore-unfixed); MEDIUM too.
-    assert [f.id for f in stops] == ["CVE-2099-0001"]
-    assert blocking(report, ignored={"CVE-2099-0001"}) == []
-    assert [f.id for f in blocking(report, set(), ignore_unfixed=False)] == [
-        "CVE-2099-0001",
-        "CVE-2099-0002",
-    ]
+def vulnerability(ident, severity, fixed=""):
+    return {
+        "VulnerabilityID": ident,
+        "PkgName": "examplelib",
+        "InstalledVersion": "1.0.0",
+        "FixedVersion": fixed,
+        "Severity": severity,
+        "Title": f"examplelib: {ident}",
+    }
+
+
+REPORT = {
+    "SchemaVersion": 2,
+    "Results": [
+        {
+            "Target": "Python",
+            "Vulnerabilities": [
+                vulnerability("CVE-2099-0001", "HIGH", fixed="1.0.1"),
+                vulnerability("CVE-2099-0002", "CRITICAL"),  # no fix released
+                vulnerability("CVE-2099-0003", "MEDIUM", fixed="1.0.2"),
+            ],
+            "ModifiedFindings": [
+                {
+                    "Type": "vulnerability",
+                    "Status": "ignored",
+                    "Statement": "unreachable as deployed",
+                    "Source": ".trivyignore.yaml",
+                    "Finding": vulnerability("CVE-2099-0004", "CRITICAL"),
+                }
+            ],
+        }
+    ],
+}
+
+
+def test_high_and_critical_block_whether_or_not_a_fix_exists() -> None:
+    stops = blocking(REPORT)
+    assert [(f.id, f.fixed) for f in stops] == [("CVE-2099-0001", "1.0.1"), ("CVE-2099-0002", "")]
+    assert stops[0].package == "examplelib 1.0.0"
+
+
+def test_accepted_findings_are_reported_with_their_statement() -> None:
+    [accepted] = suppressed(REPORT)
+    assert (accepted.id, accepted.status, accepted.statement) == (
+        "CVE-2099-0004",
+        "ignored",
+        "unreachable as deployed",
+    )
 
 
 def test_any_secret_blocks_whatever_its_severity() -> None:
     report = {
+        "SchemaVersion": 2,
         "Results": [
             {
                 "Target": "/app/x",
                 "Secrets": [{"RuleID": "generic", "Severity": "LOW", "Title": "t"}],
             }
-        ]
+        ],
     }
-    assert [f.kind for f in blocking(report, set())] == ["secret"]
+    assert [f.kind for f in blocking(report)] == ["secret"]
 
 
-def test_trivyignore_needs_a_reason_and_an_expiry(tmp_path) -> None:
-    good = tmp_path / "good"
-    good.write_text(
-        "# upstream fix lands in 1.0.2, tracked in OPS-12\nCVE-2099-0001 exp:2027-01-31\n"
-    )
-    [entry] = parse_trivyignore(good)
-    assert (
-        entry.id == "CVE-2099-0001"
-        and entry.expires == date(2027, 1, 31)
-        and "OPS-12" in entry.reason
-    )
-    for text, problem in [
-        ("CVE-2099-0001 exp:2027-01-31\n", "no reason"),
-        ("# a reason\nCVE-2099-0001\n", "no expiry"),
-        ("# a reason\nnot an id!\n", "not `ID exp:YYYY-MM-DD`"),
-    ]:
-        bad = tmp_path / "bad"
-        bad.write_text(text)
-        with pytest.raises(ScanError, match=problem):
-            parse_trivyignore(bad)
+@pytest.mark.parametrize(
+    ("report", "problem"),
+    [
+        ({"SchemaVersion": 2}, "has no Results"),
+        ({"SchemaVersion": 2, "Results": None}, "has no Results"),
+        ({"SchemaVersion": 2, "Findings": []}, "has no Results"),
+        ({"SchemaVersion": 3, "Results": []}, "SchemaVersion 3, not 2"),
+        ({}, "SchemaVersion None"),
+        ([], "SchemaVersion None"),
+    ],
+)
+def test_a_report_of_another_shape_fails_closed(report, problem) -> None:
+    with pytest.raises(ScanError, match=problem):
+        check_report(report, "vaia-agent:sha-0123456")
 
 
-def test_expired_entries_are_found(tmp_path) -> None:
-    path = tmp_path / "ignore"
-    path.write_text(
-        "# waiting for upstream\nCVE-1 exp:2026-01-01\n\n# also waiting\nCVE-2 exp:2027-01-01\n"
-    )
-    entries = parse_trivyignore(path)
-    assert [e.id for e in expired(entries, date(2026, 6, 1))] == ["CVE-1"]
+def test_a_clean_report_is_read() -> None:
+    assert check_report({"SchemaVersion": 2, "Results": []}, "x") == {
+        "SchemaVersion": 2,
+        "Results": [],
+    }
 
 
-def test_the_repository_trivyignore_is_valid() -> None:
-    parse_trivyignore(ROOT / ".trivyignore")
+def test_every_image_the_deploy_runs_is_scanned_beside_the_agent() -> None:
+    assert sorted(deployed_images(ROOT)) == sorted([REDIS_IMAGE, CHROMA_IMAGE, CHROMA_PROXY_IMAGE])
+    scanned = targets("vaia-agent:sha-0123456", ROOT, {CHROMA_IMAGE: "vaia-standin/chroma:x"})
+    assert scanned[0].ours and scanned[0].name == "vaia-agent:sha-0123456"
+    assert sorted((t.name, t.local, t.ours) for t in scanned[1:]) == [
+        (CHROMA_IMAGE, "vaia-standin/chroma:x", False),
+        (CHROMA_PROXY_IMAGE, CHROMA_PROXY_IMAGE, False),
+        (REDIS_IMAGE, REDIS_IMAGE, False),
+    ]
