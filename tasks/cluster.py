@@ -1,72 +1,81 @@
-"""The local cluster: `invoke cluster.up` / `cluster.down` (kind, or `--engine local`: the pinned
-binaries run by kwokctl), `invoke cluster.build` (those binaries), and `invoke up` / `down` (the
-cluster and Tilt's inner loop)."""
+"""The local cluster: `invoke cluster.up` / `cluster.down` (kind and its registry), `invoke
+cluster.build` (the pinned programs, and kind's node image), and `invoke up` / `down` (the cluster
+and Tilt's inner loop)."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 from invoke import Context
 
-from devstack.cluster import node as real_node
+from devstack.cluster import mirror, nodeimage
 from devstack.cluster.binaries import build_all
-from devstack.cluster.kind import CLUSTER_TOOLS, ClusterCli, cluster_down, cluster_up
-from devstack.cluster.local import local_down, local_up, tools_for
+from devstack.cluster.kind import CLUSTER_TOOLS, ClusterCli, UpOptions, cluster_down, cluster_up
 from devstack.cluster.tilt import tilt_build_env, tilt_ci, tilt_down, tilt_up
 from devstack.core.console import console, table
-from devstack.core.errors import UsageError
-from devstack.core.names import CONTEXT, LOCAL_CONTEXT, REGISTRY_HOST
+from devstack.core.names import REGISTRY_HOST
 from devstack.core.tools import inspect
+from devstack.host import privileged
+from devstack.image import compose
 from tasks._base import ROOT, runner, task
 from tasks.image import docker
 
-ENGINES = {"kind": CONTEXT, "local": LOCAL_CONTEXT}
-ENGINE_HELP = "kind (default: a kind cluster, the laptop path) or local (the pinned binaries on "
-ENGINE_HELP += "this machine, run by kwokctl: for where kind cannot run)"
-NODE_HELP = "the local engine's node: real (default: a kubelet with containerd; needs root) or "
-NODE_HELP += "kwok (simulated: no container runs)"
+NODE_IMAGE_HELP = "kind's node image for every node (default: kind-config.yaml's); "
+NODE_IMAGE_HELP += f"`invoke cluster.build --node-image` builds {nodeimage.NODE_IMAGE} here"
+OFFLINE_HELP = "nothing can be pulled: the registry, Redis, Chroma and its proxy from stand-ins "
+OFFLINE_HELP += "(docker.io served by the local registry), Tilt building on the stand-in bases"
 
 
-def context_of(engine: str) -> str:
-    if engine not in ENGINES:
-        raise UsageError(f"--engine {engine!r}: one of {', '.join(ENGINES)}")
-    return ENGINES[engine]
+def kind_options(node_image: str, offline: bool) -> UpOptions:
+    """What this host and this run need beyond kind-config.yaml."""
+    return UpOptions(
+        node_image=node_image or None,
+        offline=offline,
+        registry_image=compose.registry_standin(docker(), console.print)
+        if offline
+        else "registry:2",
+        restrict_oom_score_adj="CAP_SYS_RESOURCE" in privileged.missing_capabilities(),
+    )
 
 
-def bring_up(cli: ClusterCli, engine: str, node: str) -> None:
-    if engine != "local":
-        cluster_up(cli, ROOT, console.print)
-        return
-
-    def push_images() -> None:
-        client = docker()
-        stores = real_node.store_standins(client, ROOT, console.print)
-        real_node.push_node_images(client, cli.runner, stores, console.print)
-
-    local_up(cli.runner, ROOT, console.print, node=node, push_images=push_images)
+def offline_images() -> dict[str, str]:
+    """What docker.io serves the nodes offline: the stand-ins, and busybox."""
+    client = docker()
+    images = compose.standins_by_upstream_name(client, console.print)
+    busybox = mirror.busybox_image(client, Path(client.runner.command("busybox")[0]))
+    return {**images, mirror.BUSYBOX: busybox}
 
 
-@task(name="up", help={"engine": ENGINE_HELP, "node": NODE_HELP})
-def create(c: Context, engine: str = "kind", node: str = "real") -> None:
-    """Create (or complete) the local cluster with its registry and metrics-server."""
-    cli = ClusterCli(runner(), context_of(engine))
-    bring_up(cli, engine, node)
+def bring_up(cli: ClusterCli, node_image: str = "", offline: bool = False) -> None:
+    options = kind_options(node_image, offline)
+    cluster_up(cli, ROOT, console.print, options, offline_images if offline else None)
+
+
+@task(name="up", help={"node_image": NODE_IMAGE_HELP, "offline": OFFLINE_HELP})
+def create(c: Context, node_image: str = "", offline: bool = False) -> None:
+    """Create (or complete) the kind cluster with its registry and metrics-server."""
+    cli = ClusterCli(runner())
+    bring_up(cli, node_image, offline)
     console.print(f"[green]cluster ready[/]: context {cli.context}, registry {REGISTRY_HOST}")
 
 
-@task(name="down", help={"engine": ENGINE_HELP})
-def delete(c: Context, engine: str = "kind") -> None:
-    """Delete the local cluster and its registry."""
-    cli = ClusterCli(runner(), context_of(engine))
-    if engine == "local":
-        local_down(cli.runner, console.print)
-    else:
-        cluster_down(cli, console.print)
+@task(name="down")
+def delete(c: Context) -> None:
+    """Delete the kind cluster, its registry and kind's network."""
+    cluster_down(ClusterCli(runner()), console.print)
 
 
-@task(name="build")
-def build_binaries(c: Context) -> None:
-    """Build the local engine's programs from source (Kubernetes, etcd, kwok, Tilt,
-    metrics-server, local-path-provisioner: the pinned versions) into the cache outside the
-    repository; what is already there is reused."""
+@task(
+    name="build",
+    help={
+        "node_image": f"also kind's node image, built here without pulling ({nodeimage.NODE_IMAGE})"
+    },
+)
+def build_binaries(c: Context, node_image: bool = False) -> None:
+    """Build the pinned programs from source (Kubernetes, etcd, kind, Tilt, containerd,
+    metrics-server, ...) into the cache outside the repository, and with --node-image kind's node
+    image from them; what is already there is reused."""
     results = build_all(runner(), console.print)
     rows = [
         (
@@ -76,41 +85,41 @@ def build_binaries(c: Context) -> None:
         )
         for r in results
     ]
-    console.print(table("the local engine's binaries", ("program", "binaries", "status"), rows))
+    console.print(table("the pinned programs", ("program", "binaries", "status"), rows))
     console.print(f"in {results[0].program.folder.parent}")
+    if node_image:
+        client = docker()
+        started = time.monotonic()
+        image = nodeimage.build(client, client.runner, console.print)
+        console.print(f"node image {image} ({time.monotonic() - started:.0f} s)")
 
 
 @task(
     name="up",
     help={
         "ci": "run `tilt ci` instead: exit once every resource is ready, fail if one is not",
-        "engine": ENGINE_HELP,
-        "node": NODE_HELP,
-        "offline": "Tilt builds on the stand-in bases (no registry needed), as `invoke build "
-        "--offline` does",
+        "offline": OFFLINE_HELP,
+        "node_image": NODE_IMAGE_HELP,
     },
 )
 def inner_loop_up(
-    c: Context, ci: bool = False, engine: str = "kind", offline: bool = False, node: str = "real"
+    c: Context, ci: bool = False, offline: bool = False, node_image: str = ""
 ) -> None:
     """cluster.up, then `tilt up` (the Tilt UI on http://localhost:10350)."""
-    cli = ClusterCli(runner(), context_of(engine))
-    cli.runner.preflight(*(tools_for(node) if engine == "local" else CLUSTER_TOOLS), "tilt")
+    cli = ClusterCli(runner())
+    cli.runner.preflight(*CLUSTER_TOOLS, "tilt")
     build_env = tilt_build_env(docker(), offline)
-    bring_up(cli, engine, node)
+    bring_up(cli, node_image, offline)
     if ci:
         tilt_ci(cli.runner, ROOT, cli.context, extra_env=build_env)
     else:
         tilt_up(cli.runner, ROOT, cli.context, extra_env=build_env)
 
 
-@task(name="down", help={"engine": ENGINE_HELP})
-def inner_loop_down(c: Context, engine: str = "kind") -> None:
+@task(name="down")
+def inner_loop_down(c: Context) -> None:
     """`tilt down` (if Tilt is installed), then cluster.down."""
-    cli = ClusterCli(runner(), context_of(engine))
+    cli = ClusterCli(runner())
     if inspect("tilt").ok:
         tilt_down(cli.runner, ROOT, cli.context)
-    if engine == "local":
-        local_down(cli.runner, console.print)
-    else:
-        cluster_down(cli, console.print)
+    cluster_down(cli, console.print)

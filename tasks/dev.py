@@ -16,6 +16,7 @@ from devstack.core.errors import DevstackError, MissingToolError, UsageError
 from devstack.core.setup import preflight, selected_tiers
 from devstack.core.setup import setup as setup_machine
 from devstack.core.tools import TOOLS, inspect, python_packages
+from devstack.host import privileged
 from tasks._base import PY, ROOT, runner, task
 
 TIERS = ("unit", "integration", "container", "static", "load", "cluster", "slow")
@@ -91,7 +92,8 @@ def test(c: Context, marker: str = "", keyword: str = "") -> None:  # noqa: PT02
 @task
 def setup(c: Context) -> None:
     """Make this machine able to run the whole suite: system packages (apt, as root), the Docker
-    daemon, checkov's venv, the local engine's binaries built from source. Idempotent."""
+    daemon (adapted where the host cannot grant what privileged containers ask for), checkov's
+    venv, the pinned programs built from source, Trivy's database. Idempotent."""
     setup_machine(runner(), console.print)
 
 
@@ -140,6 +142,8 @@ def doctor(c: Context, strict: bool = False) -> None:
     packages = [(name, version or "[dim]not installed[/]") for name, version in python_packages()]
     console.print(table("python packages", ("package", "version"), packages))
     console.print(f"{len(TOOLS) - len(problems)} of {len(TOOLS)} tools found.")
+    if inspect("docker").ok:
+        console.print(privileged.state(runner()).line(), soft_wrap=True)
     if strict and problems:
         raise DevstackError(f"{len(problems)} tool(s) missing or too old")
 

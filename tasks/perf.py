@@ -14,7 +14,7 @@ from devstack.cluster.kind import ClusterCli, port_forward
 from devstack.cluster.tilt import tilt_build_env
 from devstack.core.console import console, status, table
 from devstack.core.errors import DevstackError, UsageError
-from devstack.core.names import CONTEXT, IMAGE, LOCAL_CONTEXT
+from devstack.core.names import CONTEXT, IMAGE
 from devstack.core.net import free_port
 from devstack.image.build import build_image
 from devstack.image.docker import Docker
@@ -37,9 +37,8 @@ from tasks.image import docker
     help={
         "image": "the image: size, layers, cold build, rebuild after a code-only change",
         "live_update": "Tilt's inner loop: edit-to-serve and a dependency change (emulated on "
-        "the dev image; with --engine local, the real Tilt on the local engine's real node)",
-        "engine": "for --live-update: emulated (default) or local (invoke cluster.up --engine "
-        "local first)",
+        "the dev image; with --engine kind, the real Tilt on the kind cluster)",
+        "engine": "for --live-update: emulated (default) or kind (invoke cluster.up first)",
         "service": "infer throughput and latency (cache hit, miss) against a bare endpoint",
         "gemini": "the Gemini path through a slow stand-in: CPU per request, throughput and "
         "latency at 20 and 100 clients against the ideal; streamed answers' time to first token "
@@ -96,8 +95,8 @@ def bench(
         bench_serving(reports, Path(agent_from) if agent_from else None)
     if image or run_all:
         bench_image(reports, docker(), offline)
-    if (live_update or run_all) and engine == "local":
-        bench_live_update_local(reports, docker(), offline)
+    if (live_update or run_all) and engine == "kind":
+        bench_live_update_kind(reports, docker(), offline)
     elif live_update or run_all:
         bench_live_update(reports, docker(), offline)
     for path in reports.written:
@@ -232,15 +231,13 @@ def bench_live_update(reports: BenchReports, client: Docker, offline: bool, edit
     )
 
 
-def bench_live_update_local(
+def bench_live_update_kind(
     reports: BenchReports, client: Docker, offline: bool, edits: int = 5
 ) -> None:
-    cli = ClusterCli(runner(), LOCAL_CONTEXT)
+    cli = ClusterCli(runner(), CONTEXT)
     cli.runner.preflight("tilt", "kubectl")
     if cli.kubectl("get", "--raw", "/readyz", check=False).returncode != 0:
-        raise DevstackError(
-            "the local engine does not answer: run `invoke cluster.up --engine local`"
-        )
+        raise DevstackError("the kind cluster does not answer: run `invoke cluster.up`")
     with TiltSession(cli, ROOT, tilt_build_env(client, offline)) as tilt, tilt.agent() as url:
         times = sorted(tilt.edit_and_wait(url).seconds for _ in range(edits))
         rebuild = tilt.dependency_change()
@@ -251,13 +248,13 @@ def bench_live_update_local(
          f"{times[0]:.2f} s, {times[-1]:.2f} s", ""),
         ("dependency change -> a pod of the rebuilt image serving", f"{rebuild:.1f} s", ""),
     ]  # fmt: skip
-    title = "the inner loop (the real Tilt, the local engine's real node)"
+    title = "the inner loop (the real Tilt, kind's nodes)"
     columns = ("measure", "value", "goal")
     console.print(table(title, columns, rows, right=("value", "goal")))
     reports.section(
-        "live-update-local",
+        "live-update-kind",
         [
-            f"Measured with `invoke bench --live-update --engine local` on "
+            f"Measured with `invoke bench --live-update --engine kind` on "
             f"{time.strftime('%Y-%m-%d')}, {machine()}: {title}.",
             "",
             *markdown(columns, rows),
@@ -277,7 +274,6 @@ def bench_live_update_local(
         "p95_ms": "p95 latency objective in milliseconds (default 500)",
         "scale_within": "seconds within which the HPA must scale out (default: the duration)",
         "report_dir": "where the report goes (default reports/loadtest-<time>)",
-        "engine": "the cluster whose HPA is watched: kind (default) or local (the local engine)",
     }
 )
 def loadtest(
@@ -291,7 +287,6 @@ def loadtest(
     p95_ms: float = 500,
     scale_within: float = 0,
     report_dir: str = "",
-    engine: str = "kind",
 ) -> None:
     """Headless locust against the agent, the HPA watched; a verdict with evidence, and a report."""
     seconds = load.parse_duration(duration)
@@ -303,10 +298,7 @@ def loadtest(
         if report_dir
         else ROOT / "reports" / time.strftime("loadtest-%Y%m%d-%H%M%S")
     )
-    contexts = {"kind": CONTEXT, "local": LOCAL_CONTEXT}
-    if engine not in contexts:
-        raise UsageError(f"--engine {engine!r}: kind or local")
-    cli = ClusterCli(runner(), contexts[engine])
+    cli = ClusterCli(runner(), CONTEXT)
     cli.runner.preflight("locust", *([] if host else ["kubectl"]))
     api = None if no_hpa else load.autoscaling_api(context=cli.context)
     with contextlib.ExitStack() as stack:

@@ -21,7 +21,7 @@ from tasks._base import ROOT, runner, task
 )
 def verify(c: Context, scanners: bool = True, server: bool = False, context: str = "") -> None:
     """Every overlay rendered and checked, kind-config.yaml checked; with --server, each overlay
-    dry-run on a real cluster (kind, the local engine, any context): a table of what passed."""
+    dry-run on a real cluster (kind's, or any context): a table of what passed."""
     cli = None
     if server:
         run = runner()

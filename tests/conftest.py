@@ -238,55 +238,59 @@ def standin_services(docker) -> dict[str, str]:
 # --- cluster tier -------------------------------------------------------------------------------
 
 
-def _engine_state() -> str | None:
-    """None when the local engine is down, else its node: real or kwok."""
-    from devstack.cluster.local import LocalPaths
+def _kind_cluster_exists() -> bool:
+    from devstack.core.names import CLUSTER
     from devstack.core.tools import require
 
     listed = subprocess.run(
-        [require("kwokctl"), "get", "clusters"], capture_output=True, text=True, check=False
+        [require("kind"), "get", "clusters"], capture_output=True, text=True, check=False
     ).stdout.split()
-    if "vaia-local" not in listed:
-        return None
-    mode = LocalPaths.default().node_mode
-    return mode.read_text().strip() if mode.exists() else "kwok"
-
-
-def _bring_up(node: str) -> None:
-    from tests.support.cluster import invoke
-
-    if _engine_state() not in (None, node):
-        invoke("cluster.down", "--engine", "local")
-    invoke("cluster.up", "--engine", "local", "--node", node, timeout=1800)
+    return CLUSTER in listed
 
 
 @pytest.fixture(scope="session")
-def local_engine() -> Iterator[str]:
-    """The local engine with its real node, up the way a user brings it up (`invoke cluster.up
-    --engine local`); taken down at the end, unless it was up when the session began. Its
-    context."""
-    from devstack.core.names import LOCAL_CONTEXT
+def kind_cluster() -> Iterator[str]:
+    """kind itself, up the way `invoke up` brings it up on this machine (nothing can be pulled
+    here): the node image built with kind's own builder (`invoke cluster.build --node-image`,
+    cached by its recipe), then `invoke cluster.up --offline --node-image ...`. Deleted at the end
+    (`invoke cluster.down`), unless it was up when the session began. Its context."""
+    from devstack.cluster.nodeimage import NODE_IMAGE
+    from devstack.core.names import CONTEXT
     from tests.support.cluster import invoke
 
-    was_up = _engine_state() is not None
-    _bring_up("real")
-    yield LOCAL_CONTEXT
+    was_up = _kind_cluster_exists()
+    invoke("cluster.build", "--node-image", timeout=3600)
+    invoke("cluster.up", "--offline", "--node-image", NODE_IMAGE, timeout=1800)
+    yield CONTEXT
     if not was_up:
-        invoke("cluster.down", "--engine", "local")
+        invoke("cluster.down")
 
 
-@pytest.fixture(scope="module")
-def kwok_engine() -> Iterator[str]:
-    """The local engine with kwok's simulated node instead, for a module's tests; afterwards the
-    engine is as it was (the real node back, or down: `local_engine` brings the real one up when
-    a test needs it, so a session that starts with this module brings it up once)."""
-    from devstack.core.names import LOCAL_CONTEXT
+@pytest.fixture(scope="session")
+def agent_images(offline_image, vulnerability_db, kind_cluster, tmp_path_factory) -> dict[str, str]:
+    """This commit's image, scanned (every image the deploy runs, a real database) and pushed as
+    CI does (`good`, and by digest: `digest`); and one whose process starts but never serves (the
+    mistake of an entrypoint that does something else), so its probes never pass (`broken`,
+    pushed as it is: it is never released)."""
+    import re
+
+    from devstack.core.names import IMAGE, REGISTRY_HOST
     from tests.support.cluster import invoke
 
-    before = _engine_state()
-    _bring_up("kwok")
-    yield LOCAL_CONTEXT
-    if before == "real":
-        _bring_up("real")
-    elif before is None:
-        invoke("cluster.down", "--engine", "local")
+    invoke("scan", "--image", offline_image, "--offline", "--cache-dir", str(vulnerability_db))
+    output = invoke("push", "--image", offline_image, "--registry", REGISTRY_HOST)
+    digest = re.search(r"^pushed: (\S+)$", output, re.M)
+    assert digest, output
+    context = tmp_path_factory.mktemp("broken")
+    (context / "Dockerfile").write_text(
+        f"FROM {offline_image}\n"
+        'ENTRYPOINT ["/opt/venv/bin/python", "-c", "import time; time.sleep(3600)"]\n'
+    )
+    broken = f"{REGISTRY_HOST}/{IMAGE}:0.0.2-never-serves"
+    subprocess.run(["/usr/bin/docker", "build", "-q", "-t", broken, str(context)], check=True)
+    subprocess.run(["/usr/bin/docker", "push", "-q", broken], check=True, capture_output=True)
+    return {
+        "good": f"{REGISTRY_HOST}/{IMAGE}:{offline_image.rsplit(':', 1)[1]}",
+        "digest": digest.group(1),
+        "broken": broken,
+    }

@@ -1,5 +1,6 @@
-"""The local engine's programs, built from source through the Go module proxy, pinned by
-version (devstack/core/names.py), into the cache outside the repository (devstack/core/cache.py).
+"""The pinned programs (Kubernetes, etcd, kind, Tilt, containerd, ...), built from source through
+the Go module proxy, pinned by version (devstack/core/names.py), into the cache outside the
+repository (devstack/core/cache.py); kind's node image is built from them (nodeimage.py).
 
 `go install module/cmd@version` refuses a module whose go.mod has `replace` lines (Kubernetes
 points its staging modules at ./staging/src/..., etcd its siblings at ../api and so on), so each
@@ -36,7 +37,7 @@ Log = Callable[[str], None]
 
 
 def _kubernetes_ldflags(version: str) -> tuple[str, ...]:
-    """What hack/lib/version.sh stamps: kwokctl and kubectl read the version back."""
+    """What hack/lib/version.sh stamps: kubeadm, kind and kubectl read the version back."""
     major, minor, _ = version.split(".")
     flags = []
     for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
@@ -67,7 +68,10 @@ class GoProgram:
     # checksums the project recorded in its own go.sum instead; everything else is checked
     # against the database, as `go` does by default.
     recorded_checksums: tuple[str, ...] = ()
-    # Files of the module's own source kept beside the binaries (manifests, kwok's stages), read
+    # Dependencies at a release the Go module proxy refuses, replaced by one it serves:
+    # (module, version). Only where the project's own version cannot be had.
+    substitutes: tuple[tuple[str, str], ...] = ()
+    # Files of the module's own source kept beside the binaries (manifests, kind's base), read
     # from there at `cluster.up` instead of copies in this repository.
     keep: tuple[str, ...] = ()
     # A step of the project's own release that `go build` does not do, run on a writable copy of
@@ -86,6 +90,8 @@ class GoProgram:
             self.local_version, self.cgo, self.tags, self.recorded_checksums, self.keep,
             self.prepare.__name__ if self.prepare else None,
         ]  # fmt: skip
+        if self.substitutes:  # only where there are some: the other programs' keys stay
+            parts.append(self.substitutes)
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:8]
 
     def path(self, binary: str) -> Path:
@@ -141,24 +147,13 @@ PROGRAMS: tuple[GoProgram, ...] = (
         },
         _kubernetes_ldflags(K8S),
         local_version="0." + K8S.split(".", 1)[1],
-        keep=("build/pause",),  # the pause container's C source and its Makefile's version
+        keep=("build/pause",),  # the pause container's C source (nodeimage.py compiles it)
     ),
     GoProgram(
         "etcd",
         "go.etcd.io/etcd/server/v3",
         names.ETCD_VERSION,
         {"etcd": "go.etcd.io/etcd/server/v3"},
-    ),
-    GoProgram(
-        "kwok",
-        "sigs.k8s.io/kwok",
-        names.KWOK_VERSION,
-        {"kwok": "sigs.k8s.io/kwok/cmd/kwok", "kwokctl": "sigs.k8s.io/kwok/cmd/kwokctl"},
-        (
-            f"-X sigs.k8s.io/kwok/pkg/consts.Version=v{names.KWOK_VERSION}",
-            f"-X sigs.k8s.io/kwok/pkg/consts.KubeVersion=v{K8S}",
-        ),
-        keep=("kustomize/stage",),  # kwok's own node and pod lifecycles
     ),
     GoProgram(
         "tilt",
@@ -175,7 +170,7 @@ PROGRAMS: tuple[GoProgram, ...] = (
         prepare=tilt_web_assets,
     ),
 )
-# The local engine's add-ons, each what its own release builds (CGO off, the version stamped).
+# The cluster's add-ons, each what its own release builds (CGO off, the version stamped).
 ADDONS: tuple[GoProgram, ...] = (
     GoProgram(
         "metrics-server",
@@ -210,6 +205,44 @@ TOOLS: tuple[GoProgram, ...] = (
         names.KIND_VERSION,
         {"kind": "sigs.k8s.io/kind"},
         keep=("images/base",),  # kindest/base's Dockerfile and files, for the node image
+    ),
+    GoProgram(
+        "containerd",
+        "github.com/containerd/containerd/v2",
+        names.CONTAINERD_VERSION,
+        {
+            binary: f"github.com/containerd/containerd/v2/cmd/{binary}"
+            for binary in ("containerd", "ctr", "containerd-shim-runc-v2")
+        },
+        (f"-X github.com/containerd/containerd/v2/version.Version=v{names.CONTAINERD_VERSION}",),
+        tags=("no_aufs", "no_zfs", "no_btrfs", "no_devmapper"),  # kind's BUILDTAGS
+    ),
+    GoProgram(
+        "flannel",
+        "github.com/flannel-io/flannel",
+        names.FLANNEL_VERSION,
+        {"flanneld": "github.com/flannel-io/flannel"},
+        (f"-X github.com/flannel-io/flannel/pkg/version.Version=v{names.FLANNEL_VERSION}",),
+        cgo=True,  # its UDP backend on amd64, as its Makefile builds it
+        # Its Tencent Cloud backend's SDK: the release it requires is not served; a later one
+        # of the same package is (the vxlan backend is what runs here).
+        substitutes=(
+            ("github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common", "1.3.213"),
+        ),
+        keep=("Documentation/kube-flannel.yml",),  # its DaemonSet, RBAC and configuration
+    ),
+    GoProgram(
+        "flannel-cni-plugin",
+        "github.com/containernetworking/plugins",
+        names.FLANNEL_CNI_PLUGIN_VERSION,
+        {"flannel": "github.com/containernetworking/plugins/plugins/meta/flannel"},
+    ),
+    GoProgram(
+        "cri-tools",
+        "sigs.k8s.io/cri-tools",
+        names.CRI_TOOLS_VERSION,
+        {"crictl": "sigs.k8s.io/cri-tools/cmd/crictl"},
+        (f"-X sigs.k8s.io/cri-tools/pkg/version.Version=v{names.CRI_TOOLS_VERSION}",),
     ),
     GoProgram(
         "trivy-db",
@@ -307,6 +340,8 @@ def wrapper_go_mod(program: GoProgram, upstream: GoMod, prepared: str | None = N
             replaces.append(f"\t{module} => {module} {version}")
         else:
             replaces.append(f"\t{old} => {new}")
+    for module, version in program.substitutes:
+        replaces.append(f"\t{module} => {module} v{version}")
     if prepared is not None:
         replaces.append(f"\t{program.module} => {prepared}")
     if replaces:

@@ -18,16 +18,15 @@ from devstack.cluster.kind import ClusterCli
 from devstack.cluster.render import OVERLAYS, render
 from devstack.cluster.secrets import PULL_SECRET, RegistryAuth, fill_secret, secret_values
 from devstack.core.errors import CommandError, DevstackError
-from devstack.core.names import CONTEXT, IMAGE, LOCAL_CONTEXT, NAMESPACE, SECRET
+from devstack.core.names import CONTEXT, IMAGE, NAMESPACE, SECRET
 from devstack.core.runner import Result
 from devstack.core.tokens import CHROMA_TOKEN_VARIABLE as TOKEN_VARIABLE
 from devstack.core.tokens import new_token, valid_token
 from devstack.verify.manifests import pod_spec, workloads
 
 # The contexts each overlay is meant for (the first is the default); prod names its own through
-# $VAIA_PROD_CONTEXT. dev and ci run on either local cluster: kind's, or the local engine's.
-LOCAL_CLUSTERS = (CONTEXT, LOCAL_CONTEXT)
-EXPECTED_CONTEXTS = {"dev": LOCAL_CLUSTERS, "ci": LOCAL_CLUSTERS}
+# $VAIA_PROD_CONTEXT. dev and ci run on the local kind cluster.
+EXPECTED_CONTEXTS = {"dev": (CONTEXT,), "ci": (CONTEXT,)}
 IMMUTABLE = re.compile(
     r"(:sha-[0-9a-f]{7}(-dirty)?|:\d+\.\d+\.\d+[0-9A-Za-z.+-]*|@sha256:[0-9a-f]{64})$"
 )

@@ -1,18 +1,26 @@
 """The local cluster: kind + a local registry, done idempotently (check before create).
 
-Every command goes through `ClusterCli`, which runs docker, kind and kubectl through the one
-runner and names the kube context on every kubectl call. The tests give the runner a recording
-`execute` (tests/devstack/cluster/test_kind.py), so the order and idempotency are checked without a
-cluster.
+`cluster_up` creates the registry container, the kind cluster from kind-config.yaml (with only
+what this run needs added: devstack/cluster/kind_config.py), points every node's containerd at
+the registry (and, `--offline`, at it for docker.io too: devstack/cluster/mirror.py), connects the
+registry to kind's network, installs flannel where the node image has no kindnetd
+(devstack/cluster/cni.py), the KEP-1755 ConfigMap and metrics-server. Every command goes through
+`ClusterCli`, which runs docker, kind and kubectl through the one runner and names the kube context
+on every kubectl call; the cluster tier runs it all for real on kind's nodes.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from devstack.cluster import cni, kind_config, mirror
 from devstack.core.errors import CommandError
 from devstack.core.names import CLUSTER, CONTEXT, NAMESPACE, REGISTRY, REGISTRY_HOST, REGISTRY_PORT
 from devstack.core.net import port_open
@@ -20,9 +28,12 @@ from devstack.core.process import error_output
 from devstack.core.runner import Result, Runner
 
 REGISTRY_IMAGE = "registry:2"
-REGISTRY_HOSTS_DIR = f"/etc/containerd/certs.d/{REGISTRY_HOST}"
+CERTS_D = kind_config.CERTS_D
 REGISTRY_HOSTS_TOML = f'[host."http://{REGISTRY}:5000"]\n'
 KIND_NETWORK = "kind"
+DEFAULT_CNI_LABEL = "io.vaia.node-image.default-cni"  # devstack/cluster/nodeimage.py sets it
+SERVICE_SUBNET = "10.96.0.0/16"  # kind's default serviceSubnet (kind-config.yaml sets none)
+UNPROGRAMMED = "vaia: a Service address no kube-proxy rule answers yet"
 CLUSTER_TOOLS = ("docker", "kind", "kubectl")
 Log = Callable[[str], None]
 
@@ -46,7 +57,17 @@ class ClusterCli:
         )
 
 
-def ensure_registry(cli: ClusterCli, log: Log) -> None:
+@dataclass(frozen=True)
+class UpOptions:
+    """What `invoke cluster.up` was asked for beyond kind-config.yaml."""
+
+    node_image: str | None = None  # every node's image (default: kind-config.yaml's)
+    offline: bool = False  # nothing can be pulled: stand-ins, and docker.io through the registry
+    registry_image: str = REGISTRY_IMAGE
+    restrict_oom_score_adj: bool = False  # the host cannot lower an oom_score_adj
+
+
+def ensure_registry(cli: ClusterCli, log: Log, image: str = REGISTRY_IMAGE) -> None:
     state = cli.docker("inspect", "-f", "{{.State.Running}}", REGISTRY, check=False)
     if state.returncode == 0 and state.stdout.strip() == "true":
         log(f"registry {REGISTRY} already running")
@@ -63,30 +84,101 @@ def ensure_registry(cli: ClusterCli, log: Log) -> None:
         REGISTRY,
         "-p",
         f"127.0.0.1:{REGISTRY_PORT}:5000",
-        REGISTRY_IMAGE,
+        image,
     )
     log(f"registry {REGISTRY} created on 127.0.0.1:{REGISTRY_PORT}")
 
 
-def ensure_cluster(cli: ClusterCli, root: Path, log: Log) -> None:
+def default_cni(cli: ClusterCli, image: str) -> bool:
+    """Whether a node image runs kind's own CNI (every upstream one does)."""
+    done = cli.docker(
+        "image",
+        "inspect",
+        "-f",
+        f'{{{{index .Config.Labels "{DEFAULT_CNI_LABEL}"}}}}',
+        image,
+        check=False,
+    )
+    return done.returncode != 0 or done.stdout.strip() in ("", "<no value>")
+
+
+def node_image_of(root: Path, options: UpOptions) -> str:
+    if options.node_image:
+        return options.node_image
+    images = {node["image"] for node in kind_config.load(root).get("nodes", [])}
+    return sorted(images)[0]
+
+
+def ensure_cluster(cli: ClusterCli, root: Path, log: Log, options: UpOptions = UpOptions()) -> None:
     if CLUSTER in cli.kind("get", "clusters").stdout.split():
         log(f"cluster {CLUSTER} already exists")
         return
-    config = str(root / "kind-config.yaml")
-    cli.kind("create", "cluster", "--name", CLUSTER, "--config", config, "--wait", "120s")
-    log(f"cluster {CLUSTER} created")
+    with_kindnet = default_cni(cli, node_image_of(root, options))
+    config = kind_config.effective(
+        kind_config.load(root),
+        options.node_image,
+        default_cni=with_kindnet,
+        restrict_oom_score_adj=options.restrict_oom_score_adj,
+    )
+    with tempfile.NamedTemporaryFile("w", prefix="kind-config-", suffix=".yaml") as file:
+        yaml.safe_dump(config, file)
+        file.flush()
+        # Without kind's CNI no node is Ready until flannel runs: kind cannot wait for that.
+        wait = ["--wait", "120s"] if with_kindnet else []
+        cli.kind("create", "cluster", "--name", CLUSTER, "--config", file.name, *wait)
+    added = [
+        f"node image {options.node_image}" if options.node_image else "",
+        "no kind CNI (flannel)" if not with_kindnet else "",
+        "containerd's restrict_oom_score_adj" if options.restrict_oom_score_adj else "",
+    ]
+    extra = ", ".join(a for a in added if a)
+    log(f"cluster {CLUSTER} created" + (f" (kind-config.yaml with {extra})" if extra else ""))
 
 
-def configure_nodes(cli: ClusterCli, log: Log) -> None:
-    """containerd on each node resolves localhost:5001 to the registry container."""
-    hosts = f"{REGISTRY_HOSTS_DIR}/hosts.toml"
-    for node in cli.kind("get", "nodes", "--name", CLUSTER).stdout.split():
-        current = cli.docker("exec", node, "cat", hosts, check=False)
-        if current.returncode == 0 and current.stdout == REGISTRY_HOSTS_TOML:
-            continue
-        cli.docker("exec", node, "mkdir", "-p", REGISTRY_HOSTS_DIR)
-        cli.docker("exec", "-i", node, "cp", "/dev/stdin", hosts, stdin=REGISTRY_HOSTS_TOML)
-        log(f"{node}: registry mirror configured")
+def node_names(cli: ClusterCli) -> list[str]:
+    return cli.kind("get", "nodes", "--name", CLUSTER).stdout.split()
+
+
+def configure_nodes(cli: ClusterCli, log: Log, offline: bool = False) -> None:
+    """containerd on each node resolves localhost:5001 to the registry container. Offline, it
+    reads docker.io through it too, and a Service address that no rule answers yet is refused in
+    the node instead of leaving it: on this machine such packets reached a transparent proxy that
+    answered them, and the API server's first check of metrics-server, sent before kube-proxy
+    had its rule, stayed pinned to that proxy (conntrack), its APIService never Available."""
+    hosts = {REGISTRY_HOST: REGISTRY_HOSTS_TOML}
+    if offline:
+        hosts["docker.io"] = mirror.DOCKER_IO_HOSTS_TOML
+    for node in node_names(cli):
+        if offline:
+            refuse_unprogrammed_services(cli, node)
+        for registry, toml in hosts.items():
+            path = f"{CERTS_D}/{registry}/hosts.toml"
+            current = cli.docker("exec", node, "cat", path, check=False)
+            if current.returncode == 0 and current.stdout == toml:
+                continue
+            cli.docker("exec", node, "mkdir", "-p", f"{CERTS_D}/{registry}")
+            cli.docker("exec", "-i", node, "cp", "/dev/stdin", path, stdin=toml)
+            log(f"{node}: {registry} through {REGISTRY}")
+
+
+def refuse_unprogrammed_services(cli: ClusterCli, node: str) -> None:
+    """A packet to a Service address still has that address after kube-proxy's DNAT only when no
+    rule answers it yet: refused there, in the filter table (a route would refuse the node's
+    own connections too, before their DNAT), in the node's OUTPUT and FORWARD chains."""
+    for chain in ("OUTPUT", "FORWARD"):
+        rule = [
+            chain,
+            "-d",
+            SERVICE_SUBNET,
+            "-m",
+            "comment",
+            "--comment",
+            UNPROGRAMMED,
+            "-j",
+            "REJECT",
+        ]
+        if cli.docker("exec", node, "iptables", "-w", "-C", *rule, check=False).returncode != 0:
+            cli.docker("exec", node, "iptables", "-w", "-I", *rule)
 
 
 def connect_registry(cli: ClusterCli, log: Log) -> None:
@@ -95,6 +187,19 @@ def connect_registry(cli: ClusterCli, log: Log) -> None:
         return
     cli.docker("network", "connect", KIND_NETWORK, REGISTRY)
     log(f"{REGISTRY} connected to the {KIND_NETWORK} network")
+
+
+def runs_kindnet(cli: ClusterCli) -> bool:
+    """Whether the cluster's nodes came from an image with kind's own CNI."""
+    nodes = node_names(cli)
+    done = cli.docker(
+        "inspect",
+        "-f",
+        f'{{{{index .Config.Labels "{DEFAULT_CNI_LABEL}"}}}}',
+        nodes[0],
+        check=False,
+    )
+    return done.returncode != 0 or done.stdout.strip() in ("", "<no value>")
 
 
 def install_addons(cli: ClusterCli, root: Path, log: Log, timeout: str = "180s") -> None:
@@ -118,13 +223,26 @@ def install_addons(cli: ClusterCli, root: Path, log: Log, timeout: str = "180s")
     log("metrics-server ready")
 
 
-def cluster_up(cli: ClusterCli, root: Path, log: Log = print) -> None:
+def cluster_up(
+    cli: ClusterCli,
+    root: Path,
+    log: Log = print,
+    options: UpOptions = UpOptions(),
+    mirrored: Callable[[], dict[str, str]] | None = None,
+) -> None:
+    """`mirrored`: the images to serve as docker.io's (--offline), by their docker.io names."""
     cli.runner.preflight(*CLUSTER_TOOLS)
-    ensure_registry(cli, log)
-    ensure_cluster(cli, root, log)
-    configure_nodes(cli, log)
+    ensure_registry(cli, log, options.registry_image)
+    ensure_cluster(cli, root, log, options)
+    configure_nodes(cli, log, offline=options.offline)
     connect_registry(cli, log)
+    if not runs_kindnet(cli):
+        cni.install_flannel(cli, root, log)
     install_addons(cli, root, log)
+    if mirrored is not None:
+        from devstack.image.docker import Docker
+
+        mirror.push(Docker(cli.runner), mirrored(), log)
 
 
 def cluster_down(cli: ClusterCli, log: Log = print) -> None:
@@ -133,8 +251,15 @@ def cluster_down(cli: ClusterCli, log: Log = print) -> None:
         cli.kind("delete", "cluster", "--name", CLUSTER)
         log(f"cluster {CLUSTER} deleted")
     if cli.docker("inspect", REGISTRY, check=False).returncode == 0:
-        cli.docker("rm", "-f", REGISTRY)
+        cli.docker("rm", "-f", "-v", REGISTRY)
         log(f"registry {REGISTRY} removed")
+    # kind leaves its network behind; it goes when nothing else is on it.
+    network = cli.docker(
+        "network", "inspect", "-f", "{{len .Containers}}", KIND_NETWORK, check=False
+    )
+    if network.returncode == 0 and network.stdout.strip() == "0":
+        cli.docker("network", "rm", KIND_NETWORK)
+        log(f"network {KIND_NETWORK} removed")
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from devstack.core.errors import DevstackError
+from devstack.core.names import IMAGE
 from devstack.core.runner import Runner
 
 Obj = dict[str, Any]
@@ -33,3 +34,29 @@ def render(root: Path, overlay: str, runner: Runner | None = None) -> list[Obj]:
         raise RenderError(f"unknown overlay {overlay!r}: one of {', '.join(OVERLAYS)}")
     text = render_dir(root / "k8s" / "overlays" / overlay, runner)
     return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def deployed_images(root: Path) -> list[str]:
+    """Every image the overlays and Compose run, but the agent's own (built here)."""
+    found: list[str] = []
+    for overlay in OVERLAYS:
+        for obj in render(root, overlay):
+            spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+            for container in [*spec.get("initContainers", []), *spec.get("containers", [])]:
+                found.append(container["image"])
+    compose = yaml.safe_load((root / "compose.yaml").read_text())
+    for service in compose.get("services", {}).values():
+        found.append(_compose_default(service["image"]))
+    return [image for image in dict.fromkeys(found) if not _is_agent(image)]
+
+
+def _compose_default(value: str) -> str:
+    """`${VAR:-default}` -> default (Compose's own substitution, for the one form we use)."""
+    if value.startswith("${") and ":-" in value and value.endswith("}"):
+        return value[2:-1].split(":-", 1)[1]
+    return value
+
+
+def _is_agent(image: str) -> bool:
+    name = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+    return name == IMAGE

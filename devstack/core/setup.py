@@ -4,9 +4,10 @@ Each test tier needs some external tools (TIER_TOOLS). `invoke test` checks thos
 is about to run and, when one is missing, says so in one line per tool, with how to get it,
 before running anything. `invoke setup` installs what is missing and is idempotent: Debian
 packages through apt when run as root (one line naming them otherwise), the Docker daemon
-started, checkov in a virtualenv of its own, and the local engine's binaries built from source
-into the cache (devstack/cluster/binaries.py), kubectl at the pinned Kubernetes version among
-them.
+started (with the runtime wrapper where the host cannot grant a capability privileged containers
+ask for: devstack/host/privileged.py), checkov in a virtualenv of its own, the pinned programs
+built from source into the cache (devstack/cluster/binaries.py), kubectl at the pinned Kubernetes
+version among them, and Trivy's database from the advisory records when there are some.
 """
 
 from __future__ import annotations
@@ -24,37 +25,14 @@ from devstack.core.process import daemonize
 from devstack.core.runner import Runner
 from devstack.core.tools import TOOLS, ToolStatus, inspect
 from devstack.core.wait import wait_until
+from devstack.host import privileged
 
 Log = Callable[[str], None]
 
-LOCAL_ENGINE = (
-    "go",
-    "node",
-    "kwokctl",
-    "kwok",
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubelet",
-    "kube-proxy",
-    "metrics-server",
-    "local-path-provisioner",
-    "tilt",
-)
-REAL_NODE = (
-    "containerd",
-    "containerd-shim-runc-v2",
-    "runc",
-    "cni-plugins",
-    "iptables",
-    "conntrack",
-    "busybox",
-    "cc",
-    "ip",
-    "coredns",
-    "debootstrap",
-)
+# What kind on this machine needs: kind, kubectl and Tilt built here, and what builds kind's node
+# image without pulling (Go and Node for the builds; cc for pause, busybox for its small images,
+# debootstrap for the Debian base).
+KIND = ("kind", "kubectl", "tilt", "go", "node", "cc", "busybox", "debootstrap")
 # The external tools each tier's tests run (Python packages come with `pip install -e .[dev]`).
 TIER_TOOLS: dict[str, tuple[str, ...]] = {
     "unit": ("git",),
@@ -65,7 +43,7 @@ TIER_TOOLS: dict[str, tuple[str, ...]] = {
         *("trivy", "trivy-db", "go", "git"),
     ),
     "load": ("locust",),
-    "cluster": ("docker", "docker-registry", "kubectl", *LOCAL_ENGINE, *REAL_NODE),
+    "cluster": ("docker", "trivy", "trivy-db", *KIND),
 }
 TIERS = tuple(TIER_TOOLS)
 # The Debian package that gives each tool apt can install.
@@ -77,15 +55,9 @@ APT_PACKAGES = {
     "docker-registry": "docker-registry",
     "chromium": "chromium",
     "git": "git",
-    "containerd": "containerd",
-    "containerd-shim-runc-v2": "containerd",
     "runc": "runc",
-    "cni-plugins": "containernetworking-plugins",
-    "iptables": "iptables",
-    "conntrack": "conntrack",
     "busybox": "busybox-static",
     "cc": "gcc",
-    "ip": "iproute2",
 }
 CHECKOV_VERSION = "3.3.30"
 CHECKOV_VENV = REPO / ".venv-checkov"
@@ -250,6 +222,8 @@ def setup(runner: Runner, log: Log) -> None:
 
     install_packages(runner, log)
     start_docker(runner, log)
+    if is_root():  # kind's privileged nodes, on a host that cannot grant every capability
+        privileged.adapt(runner, log)
     install_checkov(runner, log)
     if not inspect("go").ok:
         raise MissingToolError(TOOLS["go"].install)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -81,32 +82,50 @@ STANDINS = {  # the compose variable, the upstream image it stands for, its reci
     "CHROMA_IMAGE": (CHROMA_IMAGE, "chroma.Dockerfile"),
     "CHROMA_PROXY_IMAGE": (CHROMA_PROXY_IMAGE, "nginx.Dockerfile"),
 }
+STANDINS_DIR = REPO / "docker" / "standins"
+
+
+def standin_tag(name: str, recipe: str) -> str:
+    """Keyed by the bases' recipe and the image's own (its Dockerfile and the files beside it)."""
+    folder = STANDINS_DIR
+    digest = hashlib.sha256(recipe_hash().encode())
+    for path in sorted(folder.iterdir()):
+        if path.name == recipe or not path.name.endswith(".Dockerfile"):
+            digest.update(path.name.encode() + path.read_bytes())
+    return f"vaia-standin/{name}:{digest.hexdigest()[:12]}"
+
+
+def build_standin(docker: Docker, name: str, recipe: str, log: Callable[[str], None]) -> str:
+    """One stand-in image from docker/standins/<recipe> on the builder stand-in (cached)."""
+    tag = standin_tag(name, recipe)
+    if docker.image_exists(tag):
+        return tag
+    bases = ensure_base_images(docker, log)
+    ca = pip_ca_file()
+    log(f"building {tag}")
+    docker.build(
+        STANDINS_DIR,
+        tags=[tag],
+        dockerfile=STANDINS_DIR / recipe,
+        build_args={"BASE": bases.builder, "CHROMADB_VERSION": CHROMADB_VERSION},
+        secrets={"pip_ca": ca} if ca else None,
+    )
+    return tag
 
 
 def standin_service_images(docker: Docker, log: Callable[[str], None] = print) -> dict[str, str]:
     """Redis, Chroma and its proxy, built from Debian packages and PyPI, cached by recipe; by
     compose variable."""
-    bases = ensure_base_images(docker, log)
-    digest = recipe_hash()
-    tags = {
-        "REDIS_IMAGE": f"vaia-standin/redis:{digest}",
-        "CHROMA_IMAGE": f"vaia-standin/chroma:{CHROMADB_VERSION}-{digest}",
-        "CHROMA_PROXY_IMAGE": f"vaia-standin/nginx:{digest}",
+    names = {"REDIS_IMAGE": "redis", "CHROMA_IMAGE": "chroma", "CHROMA_PROXY_IMAGE": "nginx"}
+    return {
+        variable: build_standin(docker, names[variable], STANDINS[variable][1], log)
+        for variable in STANDINS
     }
-    folder = REPO / "docker" / "standins"
-    ca = pip_ca_file()
-    for variable, tag in tags.items():
-        if docker.image_exists(tag):
-            continue
-        log(f"building {tag}")
-        docker.build(
-            folder,
-            tags=[tag],
-            dockerfile=folder / STANDINS[variable][1],
-            build_args={"BASE": bases.builder, "CHROMADB_VERSION": CHROMADB_VERSION},
-            secrets={"pip_ca": ca} if ca else None,
-        )
-    return tags
+
+
+def registry_standin(docker: Docker, log: Callable[[str], None] = print) -> str:
+    """registry:2's stand-in (Debian's docker-registry), for kind's local registry offline."""
+    return build_standin(docker, "registry", "registry.Dockerfile", log)
 
 
 def standins_by_upstream_name(docker: Docker, log: Callable[[str], None] = print) -> dict[str, str]:

@@ -58,6 +58,7 @@ class Docker:
         dockerfile: Path | None = None,
         echo: IO[str] | None = None,
         no_cache: bool = False,
+        labels: dict[str, str] | None = None,
     ) -> BuildResult:
         """`docker build --progress=plain`, streaming the log to `echo` and keeping it."""
         tags = list(tags)
@@ -72,6 +73,8 @@ class Docker:
             args += ["--build-arg", f"{key}={value}"]
         for secret_id, path in (secrets or {}).items():
             args += ["--secret", f"id={secret_id},src={path}"]
+        for key, value in (labels or {}).items():
+            args += ["--label", f"{key}={value}"]
         args.append(str(context))
         done = self.runner.run(
             "docker",

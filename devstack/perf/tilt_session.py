@@ -1,4 +1,4 @@
-"""The inner loop for real: `tilt up` (the pinned Tilt) on the local engine's real node, on a copy
+"""The inner loop for real: `tilt up` (the pinned Tilt) on kind's nodes, on a copy
 of the checkout, so that the edits a benchmark makes never touch the user's tree. Tilt's live
 update syncs a change under agent/ into the running pods, where uvicorn --reload serves it; a
 change to the dependencies makes Tilt rebuild the image, push it and replace the pods."""

@@ -27,9 +27,8 @@ from typing import Any
 
 import yaml
 
-from devstack.cluster.render import OVERLAYS, render
+from devstack.cluster.render import OVERLAYS, deployed_images, render
 from devstack.core.errors import DevstackError
-from devstack.core.names import IMAGE
 from devstack.image.docker import Docker
 from devstack.release import ignorefile, vulndb
 from devstack.release.trivy import (
@@ -219,32 +218,6 @@ def _database(options: ScanOptions, now: datetime, log: Log) -> str:
 
 
 # --- the images the deploy runs ------------------------------------------------------------
-
-
-def deployed_images(root: Path) -> list[str]:
-    """Every image the overlays and Compose run, but the agent's own (built here)."""
-    found: list[str] = []
-    for overlay in OVERLAYS:
-        for obj in render(root, overlay):
-            spec = obj.get("spec", {}).get("template", {}).get("spec", {})
-            for container in [*spec.get("initContainers", []), *spec.get("containers", [])]:
-                found.append(container["image"])
-    compose = yaml.safe_load((root / "compose.yaml").read_text())
-    for service in compose.get("services", {}).values():
-        found.append(_compose_default(service["image"]))
-    return [image for image in dict.fromkeys(found) if not _is_agent(image)]
-
-
-def _compose_default(value: str) -> str:
-    """`${VAR:-default}` -> default (Compose's own substitution, for the one form we use)."""
-    if value.startswith("${") and ":-" in value and value.endswith("}"):
-        return value[2:-1].split(":-", 1)[1]
-    return value
-
-
-def _is_agent(image: str) -> bool:
-    name = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
-    return name == IMAGE
 
 
 @dataclass(frozen=True)

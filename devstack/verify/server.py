@@ -1,5 +1,5 @@
 """`invoke verify --server`: every overlay dry-run against a real API server, on whatever cluster
-the user names (kind, the local engine, any context).
+the user names (kind's, or any context).
 
 What is sent is exactly what `invoke deploy` applies (the overlay rendered, the image pinned, the
 Secret filled with placeholder values): `kubectl apply --server-side --dry-run=server

@@ -1,5 +1,5 @@
-"""The cluster tier's helpers: invoke and kubectl run for real against the local engine
-(`invoke cluster.up --engine local`), the way a user runs them."""
+"""The cluster tier's helpers: invoke and kubectl run for real against the kind cluster
+(`invoke cluster.up`), the way a user runs them."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devstack.cluster.nodeimage import NODE_IMAGE
 from devstack.core.checkout import copy_checkout
-from devstack.core.names import LOCAL_CONTEXT, NAMESPACE
+from devstack.core.names import CONTEXT, NAMESPACE
 from devstack.core.tools import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +44,7 @@ def kubectl(
     *args: str, stdin: str | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [require("kubectl"), "--context", LOCAL_CONTEXT, *args],
+        [require("kubectl"), "--context", CONTEXT, *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -78,3 +79,8 @@ def wait_for(check: Any, timeout: float, what: str) -> Any:
 
 def checkout_copy(target: Path) -> Path:
     return copy_checkout(ROOT, target)
+
+
+# `invoke up` as this machine runs it: inner-loop.yml's command with only these added (nothing can
+# be pulled here; the node image is built here).
+UP = ("up", "--ci", "--offline", "--node-image", NODE_IMAGE)

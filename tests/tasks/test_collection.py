@@ -98,7 +98,11 @@ SCENARIOS = {
     ),
     "setup": (["setup"], lambda mp: not_root(mp, "wrk"), "system packages missing: run as root"),
     "cluster.build": (["cluster.build"], lambda mp: nothing_built(mp, "go"), "go not found"),
-    "cluster.up (engine)": (["cluster.up", "--engine", "minikube"], None, "--engine 'minikube'"),
+    "cluster.up (node image)": (
+        ["cluster.up", "--node-image", "kindest/node:v0.0.0-nowhere"],
+        lambda mp: missing(mp, "kind"),
+        "kind not found",
+    ),
     "lint": (["lint"], lambda mp: no_module(mp, "ruff"), "ruff is not installed"),
     "lock": (["lock"], lambda mp: no_module(mp, "uv"), "uv is not installed"),
     "doctor": (["doctor", "--strict"], lambda mp: missing(mp, "tilt"), "missing or too old"),

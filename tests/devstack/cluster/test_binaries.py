@@ -1,4 +1,4 @@
-"""The local engine's binaries: the wrapper module each is built from, the checksums it trusts,
+"""The pinned programs: the wrapper module each is built from, the checksums it trusts,
 and the cache keyed by version and recipe. The builds themselves run in `invoke setup` (and so in
 every `.ci/run`); here, the decisions, on go.mod texts of the shapes the pinned modules have."""
 
@@ -121,4 +121,15 @@ def test_the_cache_is_keyed_by_version_and_recipe(monkeypatch, tmp_path) -> None
 def test_every_pinned_binary_belongs_to_one_program() -> None:
     binaries = [binary for p in b.PROGRAMS for binary in p.commands]
     assert len(binaries) == len(set(binaries))
-    assert {"kube-apiserver", "kubelet", "kubectl", "etcd", "kwokctl", "tilt"} <= set(binaries)
+    assert {"kube-apiserver", "kubelet", "kubeadm", "etcd", "kind", "tilt", "trivy-db"} <= set(
+        binaries
+    )
+
+
+def test_a_substitute_is_a_replace_line_and_keys_its_program_alone() -> None:
+    flannel = program("flannel")
+    go_mod = b.wrapper_go_mod(flannel, b.GoMod(go="1.25.0"))
+    module, version = flannel.substitutes[0]
+    assert f"\t{module} => {module} v{version}" in go_mod
+    bare = dataclasses.replace(flannel, substitutes=())
+    assert bare.folder != flannel.folder

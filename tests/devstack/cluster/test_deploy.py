@@ -148,7 +148,7 @@ def test_the_wrong_context_is_refused_unless_forced(monkeypatch) -> None:
     with pytest.raises(DeployError, match="refusing to deploy overlay ci to context 'prod-eu'"):
         check_context("ci", "prod-eu", force=False)
     check_context("ci", "prod-eu", force=True)
-    check_context("ci", "vaia-local", force=False)  # the local engine is a local cluster too
+    check_context("ci", "kind-vaia", force=False)
     monkeypatch.delenv("VAIA_PROD_CONTEXT", raising=False)
     with pytest.raises(DeployError, match="set VAIA_PROD_CONTEXT"):
         check_context("prod", "kind-vaia", force=False)

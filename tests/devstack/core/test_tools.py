@@ -53,18 +53,33 @@ def test_a_pinned_build_in_the_cache_is_found_before_the_path(monkeypatch, tmp_p
 
 
 def test_found_tool_reports_path_and_version(monkeypatch, tmp_path) -> None:
-    fake_tool(tmp_path, "kind", "kind v0.27.0 go1.23 linux/amd64")
+    fake_tool(tmp_path, "redis-server", "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc")
     monkeypatch.setenv("PATH", str(tmp_path))
-    status = inspect("kind")
-    assert status.ok and status.version == "0.27.0"
-    assert require("kind") == str(tmp_path / "kind")
+    status = inspect("redis-server")
+    assert status.ok and status.version == "7.0.15"
+    assert require("redis-server") == str(tmp_path / "redis-server")
 
 
 def test_too_old_tool_is_refused(monkeypatch, tmp_path) -> None:
+    fake_tool(tmp_path, "redis-server", "Redis server v=5.0.7 sha=00000000:0")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(MissingToolError, match=r"redis-server 5\.0\.7 is older than 6\.0"):
+        require("redis-server")
+
+
+def test_a_pinned_build_comes_before_the_one_on_path(monkeypatch, tmp_path) -> None:
+    """kind (like kubectl and tilt): the build of the pinned version in the cache, else PATH's."""
+    from devstack.cluster.binaries import program_of
+
     fake_tool(tmp_path, "kind", "kind v0.11.1 go1.16")
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("VAIA_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(MissingToolError, match=r"kind 0\.11\.1 is older than 0\.20"):
         require("kind")
+    pinned = program_of("kind").path("kind")
+    pinned.parent.mkdir(parents=True)
+    fake_tool(pinned.parent, "kind", "kind v0.27.0 go1.26.8 linux/amd64")
+    assert require("kind") == str(pinned) and inspect("kind").version == "0.27.0"
 
 
 def test_every_tool_has_an_install_hint_and_purpose() -> None:

@@ -1,4 +1,4 @@
-"""Live update for real: the pinned Tilt's `tilt up` on the local engine's real node syncs an edit
+"""Live update for real: the pinned Tilt's `tilt up` on kind's nodes syncs an edit
 under agent/ into the running pod, where uvicorn's reload serves it; the user's tree is never
 touched (the session works on a copy)."""
 
@@ -9,7 +9,7 @@ import pytest
 from devstack.cluster.kind import ClusterCli
 from devstack.cluster.tilt import tilt_build_env
 from devstack.core.errors import DevstackError
-from devstack.core.names import LOCAL_CONTEXT
+from devstack.core.names import CONTEXT
 from devstack.core.runner import Runner
 from devstack.image.docker import Docker
 from devstack.perf.tilt_session import TiltSession
@@ -18,12 +18,12 @@ from tests.support.cluster import ROOT, checkout_copy, fresh_namespace
 pytestmark = pytest.mark.cluster
 
 
-def test_an_edit_under_agent_is_served_by_the_running_pod(local_engine) -> None:
+def test_an_edit_under_agent_is_served_by_the_running_pod(kind_cluster) -> None:
     before = subprocess.run(
         ["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True
     ).stdout
     fresh_namespace()  # what `tilt up` meets first on a laptop (an invoke deploy would differ)
-    cli = ClusterCli(Runner(), LOCAL_CONTEXT)
+    cli = ClusterCli(Runner(), CONTEXT)
     with TiltSession(cli, ROOT, tilt_build_env(Docker(), offline=True)) as tilt:
         pods = tilt.cli.kubectl(
             "-n", "vaia", "get", "pods", "-l", "app.kubernetes.io/name=vaia-agent", "-o", "name"
@@ -45,7 +45,7 @@ def test_an_edit_under_agent_is_served_by_the_running_pod(local_engine) -> None:
 
 
 def test_a_failed_build_ends_the_session_with_tilts_error_and_leaves_no_tilt(
-    local_engine, tmp_path
+    kind_cluster, tmp_path
 ) -> None:
     broken = checkout_copy(tmp_path / "checkout")
     dockerfile = broken / "Dockerfile"
@@ -57,7 +57,7 @@ def test_a_failed_build_ends_the_session_with_tilts_error_and_leaves_no_tilt(
     )
     subprocess.run(["git", "init", "-q", str(broken)], check=True)  # the session copies it
     fresh_namespace()
-    cli = ClusterCli(Runner(), LOCAL_CONTEXT)
+    cli = ClusterCli(Runner(), CONTEXT)
     session = TiltSession(cli, broken, tilt_build_env(Docker(), offline=True))
     with pytest.raises(DevstackError, match="Tilt's update of vaia-agent failed"):
         session.__enter__()

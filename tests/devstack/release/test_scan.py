@@ -1,7 +1,8 @@
 import pytest
 
+from devstack.cluster.render import deployed_images
 from devstack.core.names import CHROMA_IMAGE, CHROMA_PROXY_IMAGE, REDIS_IMAGE
-from devstack.release.scan import ScanError, blocking, check_report, deployed_images, targets
+from devstack.release.scan import ScanError, blocking, check_report, targets
 from devstack.release.trivy import suppressed
 from tests.conftest import ROOT
 

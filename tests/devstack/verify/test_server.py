@@ -1,4 +1,4 @@
-"""`invoke verify --server` against the local engine's real API server: every overlay passes its
+"""`invoke verify --server` against kind's real API server: every overlay passes its
 server-side dry run; a broken copy is refused in the server's own words (strict validation, the
 PodSecurity admission's `would violate`); the cluster's own `vaia` namespace is left alone."""
 
@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from devstack.cluster.kind import ClusterCli
-from devstack.core.names import LOCAL_CONTEXT, NAMESPACE
+from devstack.core.names import CONTEXT, NAMESPACE
 from devstack.core.runner import Runner
 from devstack.verify.report import run_all
 from tests.support.cluster import ROOT, fresh_namespace, get, kubectl, wait_for
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.cluster
 
 
 def server() -> ClusterCli:
-    return ClusterCli(Runner(), LOCAL_CONTEXT)
+    return ClusterCli(Runner(), CONTEXT)
 
 
 def server_checks(root):
@@ -26,13 +26,13 @@ def server_checks(root):
     ]
 
 
-def test_every_overlay_passes_its_server_side_dry_run(local_engine) -> None:
+def test_every_overlay_passes_its_server_side_dry_run(kind_cluster) -> None:
     checks = server_checks(ROOT)
     assert len(checks) == 6 and all(c.passed for c in checks), [c for c in checks if not c.passed]
 
 
 def test_a_broken_copy_is_refused_by_the_server_and_vaia_is_left_alone(
-    local_engine, tmp_path
+    kind_cluster, tmp_path
 ) -> None:
     fresh_namespace()
     kubectl("apply", "-f", str(ROOT / "k8s" / "base" / "namespace.yaml"))

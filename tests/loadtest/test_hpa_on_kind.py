@@ -1,14 +1,15 @@
-"""The HPA for real: `invoke loadtest` against the local engine's real node drives real CPU in
-the agent pods, metrics-server reads it from the kubelet, the real HPA scales the Deployment out,
-and the report puts the capacity model's prediction beside what the HPA did. A short, bounded
-load on 127.0.0.1 (through a port-forward)."""
+"""The HPA for real, as `inner-loop.yml` runs it: `invoke up --ci` (here with `--offline
+--node-image`), then `invoke loadtest --users 40 --duration 90s` against what Tilt deployed on
+kind's nodes drives real CPU in the agent pods, metrics-server reads it from the kubelets, the
+real HPA scales the Deployment out, and the report puts the capacity model's prediction beside
+what the HPA did. A bounded load on 127.0.0.1 (through a port-forward)."""
 
 import re
 
 import pytest
 
 from devstack.core.names import IMAGE, NAMESPACE
-from tests.support.cluster import fresh_namespace, get, invoke, wait_for
+from tests.support.cluster import UP, fresh_namespace, get, invoke, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -32,14 +33,14 @@ def settled() -> bool:
 
 
 def test_the_load_test_makes_the_real_hpa_scale_out_and_reports_the_capacity_model(
-    local_engine, tmp_path
+    kind_cluster, tmp_path
 ) -> None:
     fresh_namespace()
-    invoke("up", "--engine", "local", "--ci", "--offline", timeout=1500)
+    invoke(*UP, timeout=1500)
     wait_for(settled, 240, "the HPA at its minimum, under its target")
     output = invoke(
-        "loadtest", "--engine", "local", "--users", "20", "--duration", "60s",
-        "--report-dir", str(tmp_path), timeout=600,
+        "loadtest", "--users", "40", "--duration", "90s", "--report-dir", str(tmp_path),
+        timeout=600,
     )  # fmt: skip
     assert "verdict: PASS" in output
     summary = (tmp_path / "summary.md").read_text()
