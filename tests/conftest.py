@@ -267,20 +267,14 @@ def kind_cluster() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def agent_images(offline_image, vulnerability_db, kind_cluster, tmp_path_factory) -> dict[str, str]:
-    """This commit's image, scanned (every image the deploy runs, a real database) and pushed as
-    CI does (`good`, and by digest: `digest`); and one whose process starts but never serves (the
-    mistake of an entrypoint that does something else), so its probes never pass (`broken`,
-    pushed as it is: it is never released)."""
-    import re
-
+def released_images(offline_image, vulnerability_db, tmp_path_factory) -> tuple[str, str]:
+    """This commit's image, scanned (every image the deploy runs, a real database); and one whose
+    process starts but never serves (the mistake of an entrypoint that does something else), so
+    its probes never pass (never released, so never scanned). Their local tags."""
     from devstack.core.names import IMAGE, REGISTRY_HOST
     from tests.support.cluster import invoke
 
     invoke("scan", "--image", offline_image, "--offline", "--cache-dir", str(vulnerability_db))
-    output = invoke("push", "--image", offline_image, "--registry", REGISTRY_HOST)
-    digest = re.search(r"^pushed: (\S+)$", output, re.M)
-    assert digest, output
     context = tmp_path_factory.mktemp("broken")
     (context / "Dockerfile").write_text(
         f"FROM {offline_image}\n"
@@ -288,6 +282,23 @@ def agent_images(offline_image, vulnerability_db, kind_cluster, tmp_path_factory
     )
     broken = f"{REGISTRY_HOST}/{IMAGE}:0.0.2-never-serves"
     subprocess.run(["/usr/bin/docker", "build", "-q", "-t", broken, str(context)], check=True)
+    return offline_image, broken
+
+
+@pytest.fixture
+def agent_images(released_images, kind_cluster) -> dict[str, str]:
+    """The released images pushed to kind's registry as CI pushes them (`good`, and by digest:
+    `digest`; `broken` as it is), again for each test: `invoke cluster.down` in the lifecycle
+    tests takes the registry and what it held with it (a push of layers already there is quick)."""
+    import re
+
+    from devstack.core.names import IMAGE, REGISTRY_HOST
+    from tests.support.cluster import invoke
+
+    offline_image, broken = released_images
+    output = invoke("push", "--image", offline_image, "--registry", REGISTRY_HOST)
+    digest = re.search(r"^pushed: (\S+)$", output, re.M)
+    assert digest, output
     subprocess.run(["/usr/bin/docker", "push", "-q", broken], check=True, capture_output=True)
     return {
         "good": f"{REGISTRY_HOST}/{IMAGE}:{offline_image.rsplit(':', 1)[1]}",

@@ -216,7 +216,8 @@ def test_overlay_specifics() -> None:
     assert dev_pod["containers"][0]["args"] == ["serve", "--reload"]
     # Live update's target is writable (an emptyDir filled from the image), the root is not.
     assert {"name": "code", "mountPath": "/app/agent"} in dev_pod["containers"][0]["volumeMounts"]
-    assert dev_pod["initContainers"][0]["command"] == ["cp", "-R", "/app/agent/.", "/code/"]
+    copy_code = dev_pod["initContainers"][0]["command"]
+    assert copy_code[:2] == ["/opt/venv/bin/python", "-c"]  # both targets have it; only dev has cp
     ingress = m.find(prod, "Ingress", "vaia-agent")["spec"]
     assert (
         ingress["tls"][0]["hosts"] == [ingress["rules"][0]["host"]]
@@ -374,3 +375,22 @@ def test_live_update_wiring_is_a_component_only_dev_uses() -> None:
     for overlay in OVERLAYS:
         spec = yaml.safe_load((ROOT / f"k8s/overlays/{overlay}/kustomization.yaml").read_text())
         assert ("../../components/live-update" in spec.get("components", [])) == (overlay == "dev")
+
+
+def test_the_copy_into_live_updates_emptydir_brings_every_file_and_can_run_again(tmp_path) -> None:
+    """The init container's script, run here on agent/ into an existing directory (as the
+    emptyDir is): every file arrives, and a second run into the same directory (an init
+    container run again) succeeds too. The kind tier runs it in both image targets."""
+    import sys
+
+    dev_pod = m.pod_spec(m.find(render(ROOT, "dev"), "Deployment", "vaia-agent"))
+    script = dev_pod["initContainers"][0]["command"][2]
+    source = ROOT / "agent"
+    target = tmp_path / "code"
+    target.mkdir()
+    script = script.replace('"/app/agent"', repr(str(source))).replace('"/code"', repr(str(target)))
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", script], check=True)
+    copied = {p.relative_to(target) for p in target.rglob("*.py")}
+    assert copied == {p.relative_to(source) for p in source.rglob("*.py")}
+    assert (target / "app.py").read_bytes() == (source / "app.py").read_bytes()
