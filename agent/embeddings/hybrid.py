@@ -4,7 +4,7 @@ With unit vectors m (meaning: all-MiniLM-L6-v2) and w (words: the hashing embedd
 [sqrt(a) m, sqrt(1 - a) w] has unit length and the cosine of two such vectors is
 a cos(m) + (1 - a) cos(w): one collection, one query, and a score that rises when a passage
 means what the question means *and* uses its words. On the answer evaluation
-(devstack/perf/answers-eval.yaml) the words' share separates the questions the runbooks do not
+(agent/knowledge/evaluation.yaml) the words' share separates the questions the runbooks do not
 cover from those they do much better than meaning alone: a question about Helm or Kafka is close
 in meaning to the deploy runbooks, but none of them says "Helm" (docs/benchmarks.md, --answers).
 """

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.perf import answers as evaluation
+from agent.knowledge import evaluation
 from devstack.perf import gemini as network
 from devstack.perf import serving as traffic
 from devstack.perf.breakdown import VenvBreakdown
