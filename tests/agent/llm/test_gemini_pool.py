@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import Iterator
 
 import httpx
-import httpx2
 import pytest
 
 from agent.llm.gemini import POOL_CONNECTIONS, GeminiClient, text_content
@@ -31,7 +30,7 @@ def _stats(url: str) -> dict[str, int]:
     return stats
 
 
-async def _waves(url: str, http: httpx2.AsyncClient) -> int:
+async def _waves(url: str, http: httpx.AsyncClient) -> int:
     """Two waves of WAVE concurrent generate calls; how many connections the server accepted."""
     before = _stats(url)["accepted_connections"]
     body = {"contents": [text_content("user", "hi")]}
@@ -52,7 +51,7 @@ async def test_the_pool_keeps_every_concurrent_connection(slow_gemini, make_sett
         assert isinstance(client._http._transport, ShardedTransport)
         assert await _waves(slow_gemini, client._http) <= WAVE  # the second wave reuses them
         assert client._http._transport.busy == [0] * len(client._http._transport.shards)
-        body = {"contents": [text_content("user", "through the SDK")]}
+        body = {"contents": [text_content("user", "through the client")]}
         answer = await client.post("m", "generateContent", body)
         assert answer["candidates"][0]["content"]["parts"][0]["text"]
     finally:
@@ -61,14 +60,14 @@ async def test_the_pool_keeps_every_concurrent_connection(slow_gemini, make_sett
 
 async def test_control_the_default_pool_reopens_connections(slow_gemini) -> None:
     """What the test above rules out: httpx's default pool closes all but 20 after a wave."""
-    async with httpx2.AsyncClient() as http:
+    async with httpx.AsyncClient() as http:
         assert await _waves(slow_gemini, http) > WAVE
 
 
 async def test_shards_fill_evenly_and_are_released_on_errors(slow_gemini) -> None:
     transport = ShardedTransport(POOL_CONNECTIONS)
     assert len(transport.shards) * SHARD_CONNECTIONS >= POOL_CONNECTIONS
-    async with httpx2.AsyncClient(transport=transport) as http:
+    async with httpx.AsyncClient(transport=transport) as http:
         tasks = [
             asyncio.ensure_future(http.post(f"{slow_gemini}/v1beta/models/m:generateContent"))
             for _ in range(len(transport.shards) * 3)
@@ -77,6 +76,6 @@ async def test_shards_fill_evenly_and_are_released_on_errors(slow_gemini) -> Non
         assert transport.busy == [3] * len(transport.shards)
         await asyncio.gather(*tasks)
         assert transport.busy == [0] * len(transport.shards)
-        with pytest.raises(httpx2.ConnectError):
+        with pytest.raises(httpx.ConnectError):
             await http.get("http://127.0.0.1:9/")
         assert transport.busy == [0] * len(transport.shards)
