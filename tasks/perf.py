@@ -106,7 +106,7 @@ def bench(
 
 def bench_service(reports: BenchReports, seconds: int) -> None:
     runner().preflight("wrk")
-    results, startup = service_bench(ROOT, seconds=seconds)
+    results, startup = service_bench(seconds=seconds)
     baseline = results[0]
     rows = [
         (

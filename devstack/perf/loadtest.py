@@ -1,6 +1,7 @@
 """`invoke loadtest`: headless locust, an HPA watcher, a verdict with evidence, and a report.
 
-The one place that calls locust. The verdict is PASS only when every criterion that was measured
+The one place that calls locust (the load test's locustfile, and the benchmarks' closed loop,
+devstack/perf/closed_loop.py). The verdict is PASS only when every criterion that was measured
 passed; the autoscaling criterion is SKIPPED (never passed) when there is no cluster to watch.
 """
 
@@ -10,7 +11,7 @@ import csv
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,9 +41,13 @@ class Sample:
 
 @dataclass(frozen=True)
 class Percentiles:
+    """One entry of locust's statistics (a request name)."""
+
     p50_ms: float | None
     p95_ms: float | None
     count: int = 0
+    max_ms: float | None = None
+    failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class LoadStats:
     rate_limited: int = 0  # answered 429: the limiter, not the service
     shed: int = 0  # answered 503 overloaded: past MAX_INFLIGHT_REQUESTS, refused at once
     streaming: Streaming | None = None
+    entries: dict[str, Percentiles] = field(default_factory=dict)  # by name
+    failures_by_error: dict[str, int] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float:
@@ -126,7 +133,10 @@ def run_locust(
     duration_s: int,
     report_dir: Path,
     locustfile: Path = LOCUSTFILE,
+    user_classes: Sequence[str] = (),
 ) -> LoadStats:
+    """Headless locust for `duration_s` (its users of `user_classes`, default all the
+    locustfile's); the statistics of its CSV files in `report_dir`."""
     report_dir.mkdir(parents=True, exist_ok=True)
     prefix = report_dir / "locust"
     argv = [
@@ -151,6 +161,7 @@ def run_locust(
         "--only-summary",
         "--loglevel",
         "WARNING",
+        *user_classes,
     ]
     done = Runner().run("locust", *argv, check=False, timeout=duration_s + 120)
     stats_file = Path(f"{prefix}_stats.csv")
@@ -214,11 +225,29 @@ def parse_stats(prefix: Path) -> LoadStats:
         rate_limited=_failures_matching(failures, "429"),
         shed=_failures_matching(failures, "(shed)"),
         streaming=streaming,
+        entries={name: _percentiles(row) for name, row in rows.items() if name != "Aggregated"},
+        failures_by_error=_failures_by_error(failures),
     )
 
 
 def _percentiles(row: dict[str, str]) -> Percentiles:
-    return Percentiles(_float(row["50%"]), _float(row["95%"]), int(row["Request Count"]))
+    return Percentiles(
+        _float(row.get("50%", "")),
+        _float(row.get("95%", "")),
+        int(row["Request Count"]),
+        _float(row.get("Max Response Time", "")),
+        int(row.get("Failure Count") or 0),
+    )
+
+
+def _failures_by_error(failures_csv: Path) -> dict[str, int]:
+    if not failures_csv.exists():
+        return {}
+    found: dict[str, int] = {}
+    with failures_csv.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            found[row["Error"]] = found.get(row["Error"], 0) + int(row["Occurrences"])
+    return found
 
 
 def _failures_matching(failures_csv: Path, text: str) -> int:

@@ -15,6 +15,7 @@ from devstack.perf import serving as traffic
 from devstack.perf.breakdown import VenvBreakdown
 from devstack.perf.image import ImageBench
 from devstack.perf.live_update import DependencyChange, LiveUpdateResult
+from devstack.perf.loadtest import Percentiles
 from devstack.perf.service import Throughput
 from tasks import perf
 from tests.conftest import ROOT
@@ -54,14 +55,9 @@ SERVING = traffic.ServingBench(
         600,
         20,
         1,
-        {
-            "statuses": {"200": 10, "503": 90},
-            "errors": {},
-            "answered_p50_ms": 1000,
-            "answered_p95_ms": 1100,
-            "answered_max_ms": 1200,
-            "shed_max_ms": 5,
-        },
+        Percentiles(1000, 1100, 10, 1200),
+        Percentiles(4, 5, 90, 5),
+        {},
         {"/health": [1.0], "/ready": [2.0], "/metrics": [3.0]},
     ),
 )
