@@ -308,20 +308,16 @@ def loadtest(
         raise UsageError(f"--engine {engine!r}: kind or local")
     cli = ClusterCli(runner(), contexts[engine])
     cli.runner.preflight("locust", *([] if host else ["kubectl"]))
-    api = None if no_hpa else load.autoscaling_api(context=cli.context)
+    apis = None if no_hpa else load.cluster_apis(context=cli.context)
     with contextlib.ExitStack() as stack:
         target = host or stack.enter_context(port_forward(cli, IMAGE, free_port()))
         console.print(f"load: {users} users (+{spawn_rate}/s) for {seconds} s on {target}")
-        cluster = None if no_hpa else stack.enter_context(capacity.ClusterWatcher(cli.context))
-        criteria, summary = load.run(
-            target, users, spawn_rate, seconds, folder, objectives, api, log=console.print
+        criteria, summary, samples = load.run(
+            target, users, spawn_rate, seconds, folder, objectives, apis, log=console.print
         )
-    if cluster is not None and cluster.idle is not None:
+    if apis is not None and samples and samples[0].pods:
         result = capacity.model(
-            cluster.spec(),
-            cluster.idle,
-            cluster.samples,
-            load.parse_stats(folder / "locust").history,
+            capacity.read_autoscaler(apis), samples, load.parse_stats(folder / "locust").history
         )
         lines = capacity.capacity_lines(result)
         with summary.open("a") as out:

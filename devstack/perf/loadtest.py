@@ -1,4 +1,5 @@
-"""`invoke loadtest`: headless locust, an HPA watcher, a verdict with evidence, and a report.
+"""`invoke loadtest`: headless locust, a watcher of the HPA and the agent pods' CPU, a verdict
+with evidence, and a report.
 
 The one place that calls locust (the load test's locustfile, and the benchmarks' closed loop,
 devstack/perf/closed_loop.py). The verdict is PASS only when every criterion that was measured
@@ -89,11 +90,17 @@ class LoadStats:
 
 @dataclass(frozen=True)
 class HpaSample:
+    """The HPA's status and, when sampled, the agent pods' CPU from metrics-server (the numbers
+    the HPA reads): what the verdict and the capacity model (capacity.py) are computed from."""
+
     elapsed_s: float
     current: int
     desired: int
     minimum: int
     maximum: int
+    utilization: int | None = None  # the HPA's own view, % of the pods' CPU request
+    pods: int | None = None  # agent pods metrics-server reports on (None: not sampled)
+    millicores: float | None = None  # their CPU, summed
 
 
 @dataclass(frozen=True)
@@ -260,10 +267,19 @@ def _failures_matching(failures_csv: Path, text: str) -> int:
         )
 
 
-# --- the HPA watcher ------------------------------------------------------------------------
+# --- the cluster watcher ------------------------------------------------------------------
 
 
-def autoscaling_api(context: str | None = None, host: str | None = None) -> Any:
+@dataclass(frozen=True)
+class ClusterApis:
+    """The Kubernetes APIs the watcher and the capacity model read, on one client."""
+
+    autoscaling: Any
+    metrics: Any  # metrics.k8s.io, through the custom objects API
+    apps: Any
+
+
+def cluster_apis(context: str | None = None, host: str | None = None) -> ClusterApis:
     """The official Kubernetes client: from kubeconfig (a context), or a plain host (tests)."""
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
@@ -271,18 +287,22 @@ def autoscaling_api(context: str | None = None, host: str | None = None) -> Any:
     if host:
         configuration = client.Configuration()
         configuration.host = host
-        return client.AutoscalingV2Api(client.ApiClient(configuration))
-    try:
-        config.load_kube_config(context=context)
-    except (ConfigException, OSError) as exc:
-        raise HpaWatchError(
-            f"cannot use the kube context {context or '(current)'} to watch the HPA ({exc}): "
-            "run `invoke cluster.up`, or pass --host URL --no-hpa to load any agent"
-        ) from exc
-    return client.AutoscalingV2Api()
+        api = client.ApiClient(configuration)
+    else:
+        try:
+            api = config.new_client_from_config(context=context)
+        except (ConfigException, OSError) as exc:
+            raise HpaWatchError(
+                f"cannot use the kube context {context or '(current)'} to watch the HPA ({exc}): "
+                "run `invoke cluster.up`, or pass --host URL --no-hpa to load any agent"
+            ) from exc
+    return ClusterApis(
+        client.AutoscalingV2Api(api), client.CustomObjectsApi(api), client.AppsV1Api(api)
+    )
 
 
-def read_hpa(api: Any, name: str, namespace: str) -> tuple[int, int, int, int]:
+def read_hpa(api: Any, name: str, namespace: str) -> tuple[int, int, int, int, int | None]:
+    """The HPA's current and desired replicas, its bounds and its CPU utilization."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
@@ -297,41 +317,79 @@ def read_hpa(api: Any, name: str, namespace: str) -> tuple[int, int, int, int]:
             f"cannot reach the Kubernetes API for HPA {namespace}/{name}: {exc}"
         ) from exc
     status = hpa.status
+    utilization = None
+    for metric in status.current_metrics or []:
+        if metric.resource is not None:
+            utilization = metric.resource.current.average_utilization
     return (
         status.current_replicas or 0,
         status.desired_replicas or 0,
         hpa.spec.min_replicas or 1,
         hpa.spec.max_replicas,
+        utilization,
     )
 
 
-class HpaWatcher:
-    """Polls the HPA in a thread while the load runs; keeps every sample and the first error."""
+def parse_cpu(quantity: str) -> float:
+    """A Kubernetes CPU quantity in millicores: 250m, 1, 12345678n, 900u."""
+    units = {"n": 1e-6, "u": 1e-3, "m": 1.0}
+    if quantity[-1] in units:
+        return float(quantity[:-1]) * units[quantity[-1]]
+    return float(quantity) * 1000
+
+
+def read_pods_cpu(api: Any, name: str, namespace: str) -> tuple[int, float]:
+    """The agent pods metrics-server reports on, and their CPU in millicores, summed."""
+    pods = api.list_namespaced_custom_object(
+        "metrics.k8s.io", "v1beta1", namespace, "pods",
+        label_selector=f"app.kubernetes.io/name={name}", _request_timeout=5,
+    )["items"]  # fmt: skip
+    return len(pods), sum(parse_cpu(c["usage"]["cpu"]) for p in pods for c in p["containers"])
+
+
+class ClusterWatcher:
+    """Samples the HPA, and the agent pods' CPU with `pods_cpu`, in a thread while the load
+    runs; the first sample (elapsed 0) is taken on entering, before any load, and fails fast when
+    the HPA cannot be read at all. Keeps every sample, the first error reading the HPA (which
+    fails the verdict) and the pods' CPU samples missed (a gap in the capacity model's curve)."""
 
     def __init__(
-        self, api: Any, name: str = IMAGE, namespace: str = NAMESPACE, interval_s: float = 2.0
+        self,
+        apis: ClusterApis,
+        name: str = IMAGE,
+        namespace: str = NAMESPACE,
+        interval_s: float = 2.0,
+        pods_cpu: bool = True,
     ) -> None:
-        self.api, self.name, self.namespace, self.interval_s = api, name, namespace, interval_s
+        self.apis, self.name, self.namespace = apis, name, namespace
+        self.interval_s, self.pods_cpu = interval_s, pods_cpu
         self.samples: list[HpaSample] = []
         self.error: HpaWatchError | None = None
+        self.missed: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._started = 0.0
 
-    def __enter__(self) -> HpaWatcher:
-        self.sample()  # fail fast, before any load, when the HPA cannot be read at all
+    def __enter__(self) -> ClusterWatcher:
+        self.sample()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=15)
 
     def sample(self) -> HpaSample:
         if not self._started:
             self._started = time.monotonic()
-        current, desired, minimum, maximum = read_hpa(self.api, self.name, self.namespace)
-        sample = HpaSample(time.monotonic() - self._started, current, desired, minimum, maximum)
+        hpa = read_hpa(self.apis.autoscaling, self.name, self.namespace)
+        pods: tuple[int | None, float | None] = (None, None)
+        if self.pods_cpu:
+            try:
+                pods = read_pods_cpu(self.apis.metrics, self.name, self.namespace)
+            except Exception as exc:  # a missed sample is a gap in the curve, no more
+                self.missed.append(str(exc))
+        sample = HpaSample(time.monotonic() - self._started, *hpa, *pods)
         self.samples.append(sample)
         return sample
 
@@ -535,15 +593,16 @@ def run(
     duration_s: int,
     report_dir: Path,
     objectives: Objectives,
-    hpa_api: Any | None,
+    cluster: ClusterApis | None,
     log: Callable[[str], None] = print,
-) -> tuple[list[Criterion], Path]:
-    """Run the load (watching the HPA when an API is given), judge it and write the report."""
-    if hpa_api is None:
+) -> tuple[list[Criterion], Path, list[HpaSample] | None]:
+    """Run the load (watching the cluster when its APIs are given), judge it and write the
+    report; the criteria, the summary and the watcher's samples (None: not watched)."""
+    if cluster is None:
         stats = run_locust(host, users, spawn_rate, duration_s, report_dir)
         samples, error = None, None
     else:
-        with HpaWatcher(hpa_api) as watcher:
+        with ClusterWatcher(cluster) as watcher:
             log(f"watching HPA {NAMESPACE}/{IMAGE}: {watcher.samples[0]}")
             stats = run_locust(host, users, spawn_rate, duration_s, report_dir)
         samples, error = watcher.samples, watcher.error
@@ -551,4 +610,4 @@ def run(
     summary, _ = write_report(
         report_dir, criteria, stats, samples, f"{users} users for {duration_s} s on {host}"
     )
-    return criteria, summary
+    return criteria, summary, samples
