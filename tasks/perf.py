@@ -20,6 +20,7 @@ from devstack.image.build import build_image
 from devstack.image.docker import Docker
 from devstack.perf import answers as evaluation
 from devstack.perf import capacity
+from devstack.perf import first_answer as newcomer
 from devstack.perf import gemini as network
 from devstack.perf import loadtest as load
 from devstack.perf import serving as traffic
@@ -52,6 +53,11 @@ from tasks.image import docker
         "concurrent clients (shedding, and the operations endpoints meanwhile)",
         "agent_from": "--serving: a folder holding another `agent` package to measure (an "
         "older commit's, for before-and-after figures)",
+        "first_answer": "a newcomer's wait: from `invoke dev` on a fresh checkout (no .vaia/) to "
+        "the first cited answer to the README's question",
+        "baseline": "--first-answer: a git ref measured in the same run, before this checkout "
+        "in each round (e.g. c63b5ca)",
+        "rounds": "--first-answer: rounds of each checkout (default 3)",
         "latency_ms": "the Gemini stand-in's generateContent latency (default 300)",
         "offline": "build on the stand-in bases (no registry needed)",
         "seconds": "seconds of load per service measurement (default 10)",
@@ -69,6 +75,9 @@ def bench(
     answers: bool = False,
     serving: bool = False,
     agent_from: str = "",
+    first_answer: bool = False,
+    baseline: str = "",
+    rounds: int = 3,
     latency_ms: float = 300,
     offline: bool = False,
     seconds: int = 10,
@@ -82,7 +91,10 @@ def bench(
         raise UsageError(f"--seconds {seconds}: at least 1")
     if latency_ms <= 0:
         raise UsageError(f"--latency-ms {latency_ms}: above 0")
-    run_all = not (image or live_update or service or gemini or production or answers or serving)
+    if rounds < 1:
+        raise UsageError(f"--rounds {rounds}: at least 1")
+    sections = (image, live_update, service, gemini, production, answers, serving, first_answer)
+    run_all = not any(sections)
     reports = BenchReports.for_run(ROOT, report_dir, update_docs)
     if service or run_all:
         bench_service(reports, seconds)
@@ -94,6 +106,8 @@ def bench(
         bench_answers(reports)
     if serving or run_all:
         bench_serving(reports, Path(agent_from) if agent_from else None)
+    if first_answer or run_all:
+        bench_first_answer(reports, baseline or None, rounds)
     if image or run_all:
         bench_image(reports, docker(), offline)
     if (live_update or run_all) and engine == "local":
@@ -173,6 +187,14 @@ def bench_serving(reports: BenchReports, agent_from: Path | None) -> None:
     title = f"serving under issue #19's traffic (agent: {result.label})"
     console.print(table(title, columns, rows, right=("value",)))
     reports.section("serving", traffic.serving_block(result, machine()))
+
+
+def bench_first_answer(reports: BenchReports, baseline: str | None, rounds: int) -> None:
+    result = newcomer.first_answer_bench(baseline, rounds)
+    columns, rows = newcomer.first_answer_table(result)
+    title = "from `invoke dev` on a fresh checkout to the first cited answer"
+    console.print(table(title, columns, rows, right=columns[1:5]))
+    reports.section("first-answer", newcomer.first_answer_block(result, machine()))
 
 
 def bench_image(reports: BenchReports, client: Docker, offline: bool) -> None:

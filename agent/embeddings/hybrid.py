@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from agent.embeddings.base import Embedder, Purpose
+from agent.embeddings.base import Embedder, Purpose, warm
 
 # Chosen on the answer evaluation: 0.7 to 0.9 all did better than meaning alone (0.8 best).
 MEANING_WEIGHT = 0.8
@@ -31,6 +31,11 @@ class HybridEmbedder:
     @property
     def space(self) -> str:
         return f"{self.meaning.space}+{self.words.space}-{self.meaning_weight:g}"
+
+    async def warm(self) -> None:
+        """Load what the embedders load ahead of their first use (a model), if anything."""
+        for embedder in (self.meaning, self.words):
+            await warm(embedder)
 
     async def embed(self, texts: list[str], purpose: Purpose) -> list[list[float]]:
         meanings = await self.meaning.embed(texts, purpose)

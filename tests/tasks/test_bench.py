@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.knowledge import evaluation
+from devstack.perf import first_answer as newcomer
 from devstack.perf import gemini as network
 from devstack.perf import serving as traffic
 from devstack.perf.breakdown import VenvBreakdown
@@ -23,7 +24,16 @@ from tests.support.tasks import run_invoke
 
 pytestmark = pytest.mark.unit
 
-SECTIONS = ("service", "gemini", "production", "answers", "serving", "image", "live-update")
+SECTIONS = (
+    "service",
+    "gemini",
+    "production",
+    "answers",
+    "serving",
+    "first-answer",
+    "image",
+    "live-update",
+)
 
 
 def _load(name: str, rps: float = 100) -> Throughput:
@@ -79,6 +89,8 @@ def fixed_measurements(monkeypatch) -> None:
         lambda *a, **k: network.ProductionBench(300, 1, _load("bare"), row, row),
     )
     monkeypatch.setattr(perf.traffic, "serving_bench", lambda *a, **k: SERVING)
+    fresh = [newcomer.Checkout("this checkout", [newcomer.Round(1.3, 2.3, 3)])]
+    monkeypatch.setattr(perf.newcomer, "first_answer_bench", lambda *a, **k: fresh)
     monkeypatch.setattr(perf, "docker", lambda: None)
     monkeypatch.setattr(
         perf, "image_bench", lambda *a, **k: ImageBench("vaia-agent:x", 1, [(1, "")], 1, 1, 8)

