@@ -348,7 +348,7 @@ def gemini_server(**behaviour: Any) -> GeminiServer:
 
 # The baseline of the benchmarks: the same framework and server as the agent, doing nothing.
 def hello() -> Service:
-    argv = ["python", "-m", "uvicorn", "devstack.perf.hello:app", "--host", "127.0.0.1"]
+    argv = ["python", "-m", "uvicorn", "devstack.harness.hello:app", "--host", "127.0.0.1"]
     argv += ["--port", "{port}", "--no-access-log", "--log-level", "warning"]
     return Service("a bare uvicorn", argv, answers("/docs"))
 
