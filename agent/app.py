@@ -26,7 +26,13 @@ from agent.llm.base import LLMError
 from agent.logs import configure_logging
 from agent.metrics import Metrics
 from agent.service import DocumentRejectedError, IngestError, InjectedFaultError
-from agent.wiring import Components, build_components, mark_seeding, seed_if_empty
+from agent.wiring import (
+    Components,
+    build_components,
+    mark_seeding,
+    seed_if_empty,
+    warm_embedder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +123,9 @@ def create_app(settings: Settings | None = None, components: Components | None =
         app.state.components = c
         mark_seeding(c, "not started" if settings.seed_on_startup else "disabled")
         seeding = asyncio.create_task(seed_if_empty(c)) if settings.seed_on_startup else None
+        # The offline model loads beside the seed (which takes the runbooks' vectors computed
+        # ahead, agent/knowledge/vectors.py), not at the first question.
+        warming = asyncio.create_task(warm_embedder(c))
         freeze_startup_objects()
         if seeding is not None:  # the seed imports and opens the store: those objects too
             seeding.add_done_callback(lambda _: freeze_startup_objects())
@@ -129,10 +138,11 @@ def create_app(settings: Settings | None = None, components: Components | None =
             yield
         finally:
             app.state.accepting = False
-            if seeding is not None:
-                seeding.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await seeding
+            for task in (seeding, warming):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await c.aclose()
             log.info("agent stopped")
 

@@ -54,5 +54,5 @@ def configure_logging(level: str) -> None:
     # We write our own access log with the request id; uvicorn's would duplicate it.
     logging.getLogger("uvicorn.access").disabled = True
     # Chatty third-party loggers that would log request URLs at info level.
-    for name in ("httpx", "httpcore", "chromadb", "google_genai"):
+    for name in ("httpx", "httpcore", "chromadb"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from agent.config import Settings
-from agent.embeddings.base import Embedder, EmbeddingError
+from agent.embeddings.base import Embedder, EmbeddingError, warm
 from agent.embeddings.hashing import HashingEmbedder
 from agent.embeddings.hybrid import HybridEmbedder
 from agent.llm.base import LLMProvider
@@ -73,7 +73,11 @@ def build_offline_embedder(settings: Settings) -> Embedder:
         reason = "OFFLINE_EMBEDDER=hashing" if choice == "hashing" else f"missing {absent}"
         log.info("offline embedder: hashing", extra={"space": words.space, "reason": reason})
         return words
-    embedder = HybridEmbedder(minilm.MiniLMEmbedder(), words)
+    from agent.knowledge import vectors
+
+    # The shipped runbooks' vectors, computed ahead: a first start's seed runs no model.
+    known = vectors.load(minilm.model_space())
+    embedder = HybridEmbedder(minilm.MiniLMEmbedder(known=known), words)
     log.info("offline embedder: all-MiniLM-L6-v2", extra={"space": embedder.space})
     return embedder
 
@@ -142,3 +146,12 @@ async def seed_if_empty(components: Components, max_wait_seconds: float = 600) -
     except Exception as exc:
         mark_seeding(components, f"failed: {exc}")
         log.error("seeding the knowledge base failed", extra={"error": str(exc)})
+
+
+async def warm_embedder(components: Components) -> None:
+    """Load the embedder's model, if it has one to load, now rather than at the first question;
+    a failure is the first question's to report."""
+    try:
+        await warm(components.store.embedder)
+    except Exception as exc:
+        log.warning("the embedder did not warm up", extra={"error": str(exc)})

@@ -12,7 +12,7 @@ from tasks import cluster, compose, dev, image, perf, release, verify
 
 ns = Collection()
 for root_task in (
-    dev.dev, dev.setup, dev.test, dev.lint, dev.doctor, dev.seed, dev.lock,
+    dev.dev, dev.setup, dev.test, dev.lint, dev.doctor, dev.seed, dev.lock, dev.vectors,
     image.build,
     release.scan, release.vulndb, release.push, release.deploy, release.rollback, release.cd,
     perf.bench, perf.loadtest,

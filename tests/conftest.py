@@ -12,8 +12,10 @@ from fastapi.testclient import TestClient
 
 from agent.app import create_app
 from agent.config import Settings
-from tests.support.gemini_standin import GeminiStandIn
-from tests.support.processes import ChromaProcess, RedisProcess
+from devstack.harness.gemini import GeminiStandIn
+from devstack.harness.services import ChromaServer, RedisServer, in_thread
+from devstack.harness.services import chroma_server as start_chroma
+from devstack.harness.services import redis_server as start_redis
 
 TIERS = ("unit", "integration", "container", "static", "load", "cluster")
 
@@ -78,17 +80,15 @@ def running_app(settings: Settings, wait_seed: bool = True) -> Iterator[TestClie
 
 
 @pytest.fixture(scope="session")
-def redis_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    proc = RedisProcess(tmp_path_factory.mktemp("redis"))
-    proc.start()
-    yield proc
-    proc.stop()
+def redis_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with start_redis(tmp_path_factory.mktemp("redis")) as proc:
+        yield proc
 
 
 @pytest.fixture
-def redis_server(redis_process: RedisProcess) -> RedisProcess:
+def redis_server(redis_process: RedisServer) -> RedisServer:
     """A running, empty Redis (restarted if an earlier test killed it)."""
-    if not redis_process.ready():
+    if not redis_process.answering():
         redis_process.start()
     import redis
 
@@ -110,26 +110,26 @@ def redis_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def chroma_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaProcess]:
-    proc = ChromaProcess(tmp_path_factory.mktemp("chroma"))
-    proc.start(timeout=60)
-    yield proc
-    proc.stop()
+def chroma_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    with start_chroma(tmp_path_factory.mktemp("chroma")) as proc:
+        yield proc
 
 
 @pytest.fixture
-def chroma_server(chroma_process: ChromaProcess) -> ChromaProcess:
+def chroma_server(chroma_process: ChromaServer) -> ChromaServer:
     """A running Chroma server (restarted if an earlier test stopped it)."""
-    if not chroma_process.ready():
+    if not chroma_process.answering():
         chroma_process.start(timeout=60)
     return chroma_process
 
 
 @pytest.fixture
 def gemini() -> Iterator[GeminiStandIn]:
-    standin = GeminiStandIn().start()
-    yield standin
-    standin.stop()
+    """The Gemini stand-in in a thread of the test: scripted, recording every request."""
+    standin = GeminiStandIn(api_key="test-key-123")
+    with in_thread(standin, lifespan="off") as url:
+        standin.url = url
+        yield standin
 
 
 # --- container tier -----------------------------------------------------------------------------

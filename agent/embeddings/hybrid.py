@@ -4,7 +4,7 @@ With unit vectors m (meaning: all-MiniLM-L6-v2) and w (words: the hashing embedd
 [sqrt(a) m, sqrt(1 - a) w] has unit length and the cosine of two such vectors is
 a cos(m) + (1 - a) cos(w): one collection, one query, and a score that rises when a passage
 means what the question means *and* uses its words. On the answer evaluation
-(devstack/perf/answers-eval.yaml) the words' share separates the questions the runbooks do not
+(agent/knowledge/evaluation.yaml) the words' share separates the questions the runbooks do not
 cover from those they do much better than meaning alone: a question about Helm or Kafka is close
 in meaning to the deploy runbooks, but none of them says "Helm" (docs/benchmarks.md, --answers).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from agent.embeddings.base import Embedder, Purpose
+from agent.embeddings.base import Embedder, Purpose, warm
 
 # Chosen on the answer evaluation: 0.7 to 0.9 all did better than meaning alone (0.8 best).
 MEANING_WEIGHT = 0.8
@@ -31,6 +31,11 @@ class HybridEmbedder:
     @property
     def space(self) -> str:
         return f"{self.meaning.space}+{self.words.space}-{self.meaning_weight:g}"
+
+    async def warm(self) -> None:
+        """Load what the embedders load ahead of their first use (a model), if anything."""
+        for embedder in (self.meaning, self.words):
+            await warm(embedder)
 
     async def embed(self, texts: list[str], purpose: Purpose) -> list[list[float]]:
         meanings = await self.meaning.embed(texts, purpose)

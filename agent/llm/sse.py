@@ -1,8 +1,10 @@
-"""The events of Gemini's `streamGenerateContent?alt=sse`, read as google-genai reads them
-(`_api_client.HttpResponse._aiter_response_stream`): each event is `data: <JSON>` lines ended by
-an empty line; lines end at CR, LF or CRLF only (a JSON string may hold U+2028, which
-`str.splitlines` would break at); an error that comes without the `data:` prefix, JSON over
-several lines, is read whole at the end.
+"""The events of Gemini's `streamGenerateContent?alt=sse`: Server-Sent Events as the HTML
+standard defines the format (html.spec.whatwg.org, "Server-sent events"), each event's data one
+GenerateContentResponse as JSON. An event is its `data:` lines (one leading space dropped, the
+lines joined by LF), ended by an empty line; lines end at CR, LF or CRLF only (a JSON string may
+hold U+2028, which `str.splitlines` would break at); comments and the other fields are ignored.
+A failed call's error, JSON over several lines without `data:`, is read whole at the end.
+tests/agent/llm/test_gemini_wire.py checks that the text read is the text google-genai reads.
 """
 
 from __future__ import annotations

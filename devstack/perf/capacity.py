@@ -1,8 +1,9 @@
 """The capacity model of a load test on a real cluster: what the HPA should want, predicted from
 what was measured, against what it did.
 
-While the load runs, a watcher samples the agent pods' CPU from metrics-server (the same
-`metrics.k8s.io` numbers the HPA reads) and the HPA's own status. Afterwards, the CPU one request
+While the load runs, the load test's watcher (loadtest.ClusterWatcher) samples the agent pods'
+CPU from metrics-server (the same `metrics.k8s.io` numbers the HPA reads) and the HPA's own
+status. Afterwards, the CPU one request
 costs is the increase of the pods' CPU over their idle CPU (sampled before the load) divided by
 locust's throughput; the HPA's algorithm (kubernetes.io/docs/tasks/run-application/
 horizontal-pod-autoscale/#algorithm-details, pkg/controller/podautoscaler in Kubernetes) then
@@ -15,28 +16,17 @@ takes the highest recommendation of the last 300 s.
 from __future__ import annotations
 
 import math
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from devstack.core.names import IMAGE, NAMESPACE
+from devstack.perf.loadtest import ClusterApis, HpaSample, parse_cpu
 
 TOLERANCE = 0.1
 SCALE_DOWN_WINDOW_S = 300.0
 SCALE_UP_PERIOD_S = 15.0
-
-
-@dataclass(frozen=True)
-class ClusterSample:
-    elapsed_s: float
-    pods: int  # agent pods metrics-server reports on
-    millicores: float  # their CPU, summed
-    current: int  # the HPA's currentReplicas
-    desired: int
-    utilization: int | None  # the HPA's own view, % of the request
 
 
 @dataclass(frozen=True)
@@ -47,14 +37,6 @@ class Autoscaler:
     maximum: int
     target_percent: int
     request_millicores: float
-
-
-def parse_cpu(quantity: str) -> float:
-    """A Kubernetes CPU quantity in millicores: 250m, 1, 12345678n, 900u."""
-    units = {"n": 1e-6, "u": 1e-3, "m": 1.0}
-    if quantity[-1] in units:
-        return float(quantity[:-1]) * units[quantity[-1]]
-    return float(quantity) * 1000
 
 
 def desired_replicas(current: int, utilization: float, target: float, spec: Autoscaler) -> int:
@@ -95,65 +77,14 @@ def predict(
     return out
 
 
-class ClusterWatcher:
-    """Samples the agent pods' CPU and the HPA while the load runs (a thread)."""
-
-    def __init__(self, context: str, interval_s: float = 5.0) -> None:
-        from kubernetes import client, config
-
-        config.load_kube_config(context=context)
-        self.metrics = client.CustomObjectsApi()
-        self.autoscaling = client.AutoscalingV2Api()
-        self.apps = client.AppsV1Api()
-        self.interval_s = interval_s
-        self.samples: list[ClusterSample] = []
-        self.missed: list[str] = []
-        self.idle: ClusterSample | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._started = 0.0
-
-    def spec(self) -> Autoscaler:
-        hpa = self.autoscaling.read_namespaced_horizontal_pod_autoscaler(IMAGE, NAMESPACE)
-        target = hpa.spec.metrics[0].resource.target.average_utilization
-        deployment = self.apps.read_namespaced_deployment(IMAGE, NAMESPACE)
-        agent = next(c for c in deployment.spec.template.spec.containers if c.name == "agent")
-        request = parse_cpu(agent.resources.requests["cpu"])
-        return Autoscaler(hpa.spec.min_replicas or 1, hpa.spec.max_replicas, target, request)
-
-    def sample(self) -> ClusterSample:
-        pods = self.metrics.list_namespaced_custom_object(
-            "metrics.k8s.io", "v1beta1", NAMESPACE, "pods",
-            label_selector=f"app.kubernetes.io/name={IMAGE}",
-        )["items"]  # fmt: skip
-        used = sum(parse_cpu(c["usage"]["cpu"]) for p in pods for c in p["containers"])
-        status = self.autoscaling.read_namespaced_horizontal_pod_autoscaler(IMAGE, NAMESPACE).status
-        utilization = None
-        for metric in status.current_metrics or []:
-            if metric.resource is not None:
-                utilization = metric.resource.current.average_utilization
-        return ClusterSample(
-            time.monotonic() - self._started, len(pods), used,
-            status.current_replicas or 0, status.desired_replicas or 0, utilization,
-        )  # fmt: skip
-
-    def __enter__(self) -> ClusterWatcher:
-        self._started = time.monotonic()
-        self.idle = self.sample()
-        self._started = time.monotonic()  # the load starts now: elapsed times from here
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.samples.append(self.sample())
-            except Exception as exc:  # a missed sample is a gap in the curve, no more
-                self.missed.append(str(exc))
+def read_autoscaler(apis: ClusterApis) -> Autoscaler:
+    """The HPA's spec and the agent container's CPU request, from the cluster."""
+    hpa = apis.autoscaling.read_namespaced_horizontal_pod_autoscaler(IMAGE, NAMESPACE)
+    target = hpa.spec.metrics[0].resource.target.average_utilization
+    deployment = apis.apps.read_namespaced_deployment(IMAGE, NAMESPACE)
+    agent = next(c for c in deployment.spec.template.spec.containers if c.name == "agent")
+    request = parse_cpu(agent.resources.requests["cpu"])
+    return Autoscaler(hpa.spec.min_replicas or 1, hpa.spec.max_replicas, target, request)
 
 
 @dataclass
@@ -178,22 +109,24 @@ class CapacityModel:
         return next((t for t, r in series if r > minimum), None)
 
 
-def model(
-    spec: Autoscaler, idle: ClusterSample, samples: list[ClusterSample], history: list[Any]
-) -> CapacityModel:
-    """The model from the watcher's samples and locust's history (elapsed_s, rps)."""
-    loaded = [s for s in samples if s.elapsed_s > 15 and s.pods]  # past ramp-up and a window
+def model(spec: Autoscaler, samples: list[HpaSample], history: list[Any]) -> CapacityModel:
+    """The model from the watcher's samples (the first taken before the load: the idle pods)
+    and locust's history (elapsed_s, rps)."""
+    idle = samples[0]
+    loaded = [  # past ramp-up and a window
+        s for s in samples[1:] if s.elapsed_s > 15 and s.pods and s.millicores is not None
+    ]
     times = [h.elapsed_s for h in history]
     rates = [h.rps for h in history]
     busy = [r for t, r in zip(times, rates, strict=True) if t > 15]
     mean_rps = sum(busy) / len(busy) if busy else 0.0
-    idle_per_pod = idle.millicores / idle.pods if idle.pods else 0.0
+    idle_per_pod = (idle.millicores or 0.0) / idle.pods if idle.pods else 0.0
     # The load's share of the CPU: what the pods used beyond what as many idle pods use.
-    extra = [s.millicores - idle_per_pod * s.pods for s in loaded]
+    extra = [(s.millicores or 0.0) - idle_per_pod * (s.pods or 0) for s in loaded]
     per_request = max(sum(extra) / len(extra), 0.0) / mean_rps if extra and mean_rps else 0.0
     start = max(idle.current, spec.minimum)
     predicted = predict(times, rates, idle_per_pod, per_request, spec, start)
-    observed = [(s.elapsed_s, s.desired) for s in samples]
+    observed = [(s.elapsed_s, s.desired) for s in samples[1:]]
     return CapacityModel(spec, idle_per_pod, per_request, mean_rps, predicted, observed)
 
 

@@ -1,8 +1,10 @@
 """`invoke bench --gemini` and `--production`: the agent at the speed of the network.
 
-The Gemini path: one agent process whose Gemini is a stand-in in its own process
-(`gemini_standin`, generateContent answering after a set latency), unique questions so that every
-request misses the cache, at 20 and 100 concurrent clients. Each row gives the throughput as a
+The Gemini path: one agent process whose Gemini is the stand-in in its own process
+(devstack/harness/gemini.py, generateContent answering after a set latency), unique questions so
+that every
+request misses the cache, at 20 and 100 concurrent clients (wrk); streamed answers from
+locust's closed loop (devstack/perf/closed_loop.py). Each row gives the throughput as a
 share of the ideal (clients / latency: what a server with no cost of its own would serve), the
 latency percentiles, wrk's errors (2 s timeouts included) and the agent's CPU time per request
 (/proc, all its threads, divided by the requests served).
@@ -15,35 +17,23 @@ Production-shaped: the same agent with a real Redis (redis-server) and a real Ch
 from __future__ import annotations
 
 import contextlib
-import json
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from devstack.core.errors import DevstackError
-from devstack.core.net import free_port
-from devstack.core.tools import require
+from devstack.harness import services
+from devstack.harness.services import AgentServer, GeminiServer
+from devstack.perf.clients import ANSWERED, CLOSED_LOOP, FIRST_TOKEN, REFUSED
+from devstack.perf.loadtest import Percentiles, run_locust
 from devstack.perf.reports import markdown
-from devstack.perf.service import HELLO, Server, Throughput, cpu_seconds, server, wrk
+from devstack.perf.service import Throughput, wrk
 
 QUESTION = "How do I roll back a Deployment?"
 INFER = "/v1/agent/infer"
-BASE_ENV = {
-    "LOG_LEVEL": "warning",
-    "RATE_LIMIT_PER_MINUTE": "0",
-    "HOST": "127.0.0.1",
-    "LLM_PROVIDER": "gemini",
-    "GEMINI_API_KEY": "bench-key",  # the stand-in takes any key
-    "REDIS_URL": "",
-    "CHROMA_HOST": "",
-}
 
 # The goals of issue #13, printed next to the figures.
 GOAL_CPU_MS = 5.0
@@ -109,10 +99,15 @@ class ProductionBench:
 
 
 def measured(
-    agent: Server, name: str, clients: int, seconds: int, unique: bool, ideal_rps: float | None
+    agent: AgentServer,
+    name: str,
+    clients: int,
+    seconds: int,
+    unique: bool,
+    ideal_rps: float | None,
 ) -> LoadRow:
     """wrk against the agent's infer, with the agent's CPU time before and after."""
-    before = cpu_seconds(agent.pid)
+    before = agent.cpu_seconds()
     load = wrk(
         agent.url,
         INFER,
@@ -122,54 +117,49 @@ def measured(
         connections=clients,
         seconds=seconds,
     )
-    used = cpu_seconds(agent.pid) - before
+    used = agent.cpu_seconds() - before
     served = max(load.requests, 1)
     return LoadRow(clients, load, 1000 * used / served, ideal_rps)
 
 
-def gemini_calls(standin: Server) -> int:
-    calls: dict[str, int] = httpx.get(standin.url + "/stats", timeout=5).json()["calls"]
-    return sum(calls.values())
+def gemini_calls(standin: GeminiServer) -> int:
+    return sum(standin.stats()["calls"].values())
 
 
-@contextlib.contextmanager
-def slow_gemini(latency_ms: float) -> Iterator[Server]:
-    argv = ["-m", "devstack.perf.gemini_standin", "--port", "{port}"]
-    argv += ["--latency-ms", f"{latency_ms:g}"]
-    argv += ["--stream-chunks", str(STREAM_CHUNKS), "--stream-ms", f"{STREAM_MS:g}"]
-    with server(argv, "/health", {}) as standin:
-        yield standin
+def slow_gemini(latency_ms: float) -> GeminiServer:
+    return services.gemini_server(
+        latency_ms=latency_ms, stream_chunks=STREAM_CHUNKS, stream_ms=STREAM_MS
+    )
 
 
-def agent_env(standin: Server, **extra: str) -> dict[str, str]:
-    return {**BASE_ENV, "GOOGLE_GEMINI_BASE_URL": standin.url, **extra}
-
-
-def streamed(agent: Server, standin: Server, clients: int, seconds: int) -> StreamRow:
+def streamed(agent: AgentServer, standin: GeminiServer, clients: int, seconds: int) -> StreamRow:
     """`clients` concurrent clients asking the streaming endpoint unique questions for
-    `seconds` (devstack/perf/clients.py, a process of its own: wrk cannot read events)."""
-    argv = [sys.executable, "-m", "devstack.perf.clients", "load", "--url", agent.url]
-    argv += ["--clients", str(clients), "--seconds", str(seconds), "--stream"]
-    before = cpu_seconds(agent.pid)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
-    used = cpu_seconds(agent.pid) - before
-    if done.returncode != 0:
-        raise DevstackError("the streaming clients failed", done.stderr[-2000:])
-    load = json.loads(done.stdout.strip().splitlines()[-1])
-    statuses: dict[str, int] = load["statuses"]
-    answered = statuses.get("200", 0)
-    errors = sum(statuses.values()) - answered + sum(load["errors"].values())
-    stats = httpx.get(standin.url + "/stats", timeout=5).json()
+    `seconds` (locust's closed loop: wrk cannot read events)."""
+    before = agent.cpu_seconds()
+    with tempfile.TemporaryDirectory() as report:
+        stats = run_locust(
+            agent.url,
+            clients,
+            clients,
+            seconds,
+            Path(report),
+            CLOSED_LOOP,
+            ["StreamAsker"],
+        )
+    used = agent.cpu_seconds() - before
+    answered = stats.entries.get(ANSWERED, Percentiles(None, None))
+    refused = stats.entries.get(REFUSED, Percentiles(None, None))
+    first = stats.entries.get(FIRST_TOKEN, Percentiles(None, None))
     return StreamRow(
         clients,
-        answered,
-        errors + load["stream_errors"],
-        load["first_delta_p50_ms"] or 0.0,
-        load["first_delta_p95_ms"] or 0.0,
-        load["answered_p50_ms"] or 0.0,
-        load["answered_p95_ms"] or 0.0,
-        stats["first_chunk_p50_ms"] or 0.0,
-        1000 * used / max(answered, 1),
+        answered.count,
+        stats.failures + refused.count,
+        first.p50_ms or 0.0,
+        first.p95_ms or 0.0,
+        answered.p50_ms or 0.0,
+        answered.p95_ms or 0.0,
+        standin.stats()["first_chunk_p50_ms"] or 0.0,
+        1000 * used / max(answered.count, 1),
     )
 
 
@@ -183,84 +173,28 @@ def gemini_bench(
     answers (0 `stream_clients`: none)."""
     rows = []
     stream = None
-    with tempfile.TemporaryDirectory() as tmp, slow_gemini(latency_ms) as standin:
-        env = agent_env(standin, CHROMA_PATH=f"{tmp}/chroma")
-        with server(["-m", "agent", "serve"], "/ready", env) as agent:
-            if stream_clients:
-                stream = streamed(agent, standin, stream_clients, seconds)
-            for n in clients:
-                calls = gemini_calls(standin)
-                row = measured(agent, "infer, cache miss", n, seconds, True, n / latency_ms * 1e3)
-                per_request = (gemini_calls(standin) - calls) / max(row.load.requests, 1)
-                rows.append(
-                    LoadRow(
-                        row.clients,
-                        row.load,
-                        row.cpu_ms_per_request,
-                        row.ideal_rps,
-                        per_request,
-                    )
-                )
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        slow_gemini(latency_ms) as standin,
+        services.agent(Path(tmp), standin) as agent,
+    ):
+        if stream_clients:
+            stream = streamed(agent, standin, stream_clients, seconds)
+        for n in clients:
+            calls = gemini_calls(standin)
+            row = measured(agent, "infer, cache miss", n, seconds, True, n / latency_ms * 1e3)
+            per_request = (gemini_calls(standin) - calls) / max(row.load.requests, 1)
+            rows.append(
+                LoadRow(row.clients, row.load, row.cpu_ms_per_request, row.ideal_rps, per_request)
+            )
     return GeminiBench(latency_ms, seconds, rows, stream)
-
-
-@contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[Server]:
-    argv = ["--port", "{port}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    argv += ["--dir", str(workdir)]
-    with port_server("redis-server", argv, _redis_ping) as running:
-        yield running
-
-
-# The `chroma` command of the chromadb package (the full one, which the dev extra installs).
-CHROMA = "import sys; from chromadb.cli.cli import app; sys.argv[0] = 'chroma'; sys.exit(app())"
-
-
-@contextlib.contextmanager
-def chroma_server(workdir: Path) -> Iterator[Server]:
-    argv = ["-c", CHROMA, "run", "--path", str(workdir / "chroma"), "--host", "127.0.0.1"]
-    argv += ["--port", "{port}"]
-    with server(argv, "/api/v2/heartbeat", {"ANONYMIZED_TELEMETRY": "False"}) as running:
-        yield running
-
-
-@contextlib.contextmanager
-def port_server(tool: str, argv: list[str], ready: Callable[[int], bool]) -> Iterator[Server]:
-    """A non-HTTP server (redis-server) on a free port, ready when `ready(port)` says so."""
-    port = free_port()
-    process = subprocess.Popen(
-        [require(tool), *[a.replace("{port}", str(port)) for a in argv]],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    started = time.perf_counter()
-    try:
-        while not ready(port):
-            if process.poll() is not None or time.perf_counter() - started > 30:
-                raise DevstackError(f"{tool} did not start on 127.0.0.1:{port}")
-            time.sleep(0.05)
-        yield Server(
-            f"redis://127.0.0.1:{port}/0", port, time.perf_counter() - started, process.pid
-        )
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def _redis_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def production_bench(
     seconds: int = 10, latency_ms: float = 300, connections: int = 8, miss_clients: int = 100
 ) -> ProductionBench:
     """Bare endpoint, then the agent on Redis + Chroma server + slow Gemini: hit and miss."""
-    with server(HELLO, "/docs", {}) as hello:
+    with services.hello() as hello:
         bare = wrk(
             hello.url,
             "/hello",
@@ -270,13 +204,11 @@ def production_bench(
         )
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        redis = stack.enter_context(redis_server(tmp))
-        chroma = stack.enter_context(chroma_server(tmp))
+        redis = stack.enter_context(services.redis_server(tmp))
+        chroma = stack.enter_context(services.chroma_server(tmp))
         standin = stack.enter_context(slow_gemini(latency_ms))
-        env = agent_env(
-            standin, REDIS_URL=redis.url, CHROMA_HOST="127.0.0.1", CHROMA_PORT=str(chroma.port)
-        )
-        agent = stack.enter_context(server(["-m", "agent", "serve"], "/ready", env))
+        env = {"REDIS_URL": redis.url, "CHROMA_HOST": "127.0.0.1", "CHROMA_PORT": str(chroma.port)}
+        agent = stack.enter_context(services.agent(tmp, standin, None, **env))
         response = httpx.post(agent.url + INFER, json={"query": QUESTION}, timeout=30)
         if response.status_code != 200 or response.json().get("degraded"):
             raise DevstackError("the production-shaped agent does not answer", response.text)
@@ -293,7 +225,7 @@ def production_bench(
 
 
 def gemini_table(result: GeminiBench) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    columns = (
+    columns: tuple[str, ...] = (
         "clients",
         "req/s",
         "of ideal",
@@ -306,7 +238,7 @@ def gemini_table(result: GeminiBench) -> tuple[tuple[str, ...], list[tuple[str, 
         "goal",
         "Gemini calls/req",
     )
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             str(r.clients),
             f"{r.load.rps:.0f}",
@@ -326,7 +258,7 @@ def gemini_table(result: GeminiBench) -> tuple[tuple[str, ...], list[tuple[str, 
 
 
 def stream_table(result: GeminiBench) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    columns = (
+    columns: tuple[str, ...] = (
         "clients",
         "answers/s",
         "first token p50 ms",
@@ -359,7 +291,7 @@ def stream_table(result: GeminiBench) -> tuple[tuple[str, ...], list[tuple[str, 
 
 
 def production_table(result: ProductionBench) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    columns = (
+    columns: tuple[str, ...] = (
         "endpoint",
         "clients",
         "req/s",
@@ -371,7 +303,7 @@ def production_table(result: ProductionBench) -> tuple[tuple[str, ...], list[tup
         "CPU ms/req",
     )
     bare, hit, miss = result.bare, result.hit, result.miss
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             bare.name,
             str(hit.clients),
@@ -424,7 +356,7 @@ def gemini_block(result: GeminiBench, machine: str) -> list[str]:
             [
                 f"Streamed answers (`POST /v1/agent/infer/stream`): the stand-in streams "
                 f"{result.stream_chunks} chunks over {result.stream_ms:g} ms; clients "
-                "(devstack/perf/clients.py, raw sockets) time the first `delta` event and the "
+                "(locust, devstack/perf/closed_loop.py) time the first `delta` event and the "
                 f"`done` event, for {result.seconds} s. Goal: the first token's p50 within "
                 f"{GOAL_FIRST_TOKEN_OVER_CHUNK_MS:g} ms of the stand-in's first chunk.",
                 "",

@@ -1,16 +1,19 @@
-"""`invoke loadtest`: headless locust, an HPA watcher, a verdict with evidence, and a report.
+"""`invoke loadtest`: headless locust, a watcher of the HPA and the agent pods' CPU, a verdict
+with evidence, and a report.
 
-The one place that calls locust. The verdict is PASS only when every criterion that was measured
+The one place that calls locust (the load test's locustfile, and the benchmarks' closed loop,
+devstack/perf/closed_loop.py). The verdict is PASS only when every criterion that was measured
 passed; the autoscaling criterion is SKIPPED (never passed) when there is no cluster to watch.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,9 +43,13 @@ class Sample:
 
 @dataclass(frozen=True)
 class Percentiles:
+    """One entry of locust's statistics (a request name)."""
+
     p50_ms: float | None
     p95_ms: float | None
     count: int = 0
+    max_ms: float | None = None
+    failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,8 @@ class LoadStats:
     rate_limited: int = 0  # answered 429: the limiter, not the service
     shed: int = 0  # answered 503 overloaded: past MAX_INFLIGHT_REQUESTS, refused at once
     streaming: Streaming | None = None
+    entries: dict[str, Percentiles] = field(default_factory=dict)  # by name
+    failures_by_error: dict[str, int] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float:
@@ -82,11 +91,17 @@ class LoadStats:
 
 @dataclass(frozen=True)
 class HpaSample:
+    """The HPA's status and, when sampled, the agent pods' CPU from metrics-server (the numbers
+    the HPA reads): what the verdict and the capacity model (capacity.py) are computed from."""
+
     elapsed_s: float
     current: int
     desired: int
     minimum: int
     maximum: int
+    utilization: int | None = None  # the HPA's own view, % of the pods' CPU request
+    pods: int | None = None  # agent pods metrics-server reports on (None: not sampled)
+    millicores: float | None = None  # their CPU, summed
 
 
 @dataclass(frozen=True)
@@ -126,7 +141,10 @@ def run_locust(
     duration_s: int,
     report_dir: Path,
     locustfile: Path = LOCUSTFILE,
+    user_classes: Sequence[str] = (),
 ) -> LoadStats:
+    """Headless locust for `duration_s` (its users of `user_classes`, default all the
+    locustfile's); the statistics of its CSV files in `report_dir`."""
     report_dir.mkdir(parents=True, exist_ok=True)
     prefix = report_dir / "locust"
     argv = [
@@ -151,6 +169,7 @@ def run_locust(
         "--only-summary",
         "--loglevel",
         "WARNING",
+        *user_classes,
     ]
     done = Runner().run("locust", *argv, check=False, timeout=duration_s + 120)
     stats_file = Path(f"{prefix}_stats.csv")
@@ -214,11 +233,29 @@ def parse_stats(prefix: Path) -> LoadStats:
         rate_limited=_failures_matching(failures, "429"),
         shed=_failures_matching(failures, "(shed)"),
         streaming=streaming,
+        entries={name: _percentiles(row) for name, row in rows.items() if name != "Aggregated"},
+        failures_by_error=_failures_by_error(failures),
     )
 
 
 def _percentiles(row: dict[str, str]) -> Percentiles:
-    return Percentiles(_float(row["50%"]), _float(row["95%"]), int(row["Request Count"]))
+    return Percentiles(
+        _float(row.get("50%", "")),
+        _float(row.get("95%", "")),
+        int(row["Request Count"]),
+        _float(row.get("Max Response Time", "")),
+        int(row.get("Failure Count") or 0),
+    )
+
+
+def _failures_by_error(failures_csv: Path) -> dict[str, int]:
+    if not failures_csv.exists():
+        return {}
+    found: dict[str, int] = {}
+    with failures_csv.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            found[row["Error"]] = found.get(row["Error"], 0) + int(row["Occurrences"])
+    return found
 
 
 def _failures_matching(failures_csv: Path, text: str) -> int:
@@ -231,10 +268,19 @@ def _failures_matching(failures_csv: Path, text: str) -> int:
         )
 
 
-# --- the HPA watcher ------------------------------------------------------------------------
+# --- the cluster watcher ------------------------------------------------------------------
 
 
-def autoscaling_api(context: str | None = None, host: str | None = None) -> Any:
+@dataclass(frozen=True)
+class ClusterApis:
+    """The Kubernetes APIs the watcher and the capacity model read, on one client."""
+
+    autoscaling: Any
+    metrics: Any  # metrics.k8s.io, through the custom objects API
+    apps: Any
+
+
+def cluster_apis(context: str | None = None, host: str | None = None) -> ClusterApis:
     """The official Kubernetes client: from kubeconfig (a context), or a plain host (tests)."""
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
@@ -242,18 +288,24 @@ def autoscaling_api(context: str | None = None, host: str | None = None) -> Any:
     if host:
         configuration = client.Configuration()
         configuration.host = host
-        return client.AutoscalingV2Api(client.ApiClient(configuration))
-    try:
-        config.load_kube_config(context=context)
-    except (ConfigException, OSError) as exc:
-        raise HpaWatchError(
-            f"cannot use the kube context {context or '(current)'} to watch the HPA ({exc}): "
-            "run `invoke cluster.up`, or pass --host URL --no-hpa to load any agent"
-        ) from exc
-    return client.AutoscalingV2Api()
+        api = client.ApiClient(configuration)
+    else:
+        try:
+            # $KUBECONFIG read now, as kubectl reads it: the client reads it once, at import.
+            kubeconfig = os.environ.get("KUBECONFIG") or None
+            api = config.new_client_from_config(config_file=kubeconfig, context=context)
+        except (ConfigException, OSError) as exc:
+            raise HpaWatchError(
+                f"cannot use the kube context {context or '(current)'} to watch the HPA ({exc}): "
+                "run `invoke cluster.up`, or pass --host URL --no-hpa to load any agent"
+            ) from exc
+    return ClusterApis(
+        client.AutoscalingV2Api(api), client.CustomObjectsApi(api), client.AppsV1Api(api)
+    )
 
 
-def read_hpa(api: Any, name: str, namespace: str) -> tuple[int, int, int, int]:
+def read_hpa(api: Any, name: str, namespace: str) -> tuple[int, int, int, int, int | None]:
+    """The HPA's current and desired replicas, its bounds and its CPU utilization."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
@@ -268,41 +320,79 @@ def read_hpa(api: Any, name: str, namespace: str) -> tuple[int, int, int, int]:
             f"cannot reach the Kubernetes API for HPA {namespace}/{name}: {exc}"
         ) from exc
     status = hpa.status
+    utilization = None
+    for metric in status.current_metrics or []:
+        if metric.resource is not None:
+            utilization = metric.resource.current.average_utilization
     return (
         status.current_replicas or 0,
         status.desired_replicas or 0,
         hpa.spec.min_replicas or 1,
         hpa.spec.max_replicas,
+        utilization,
     )
 
 
-class HpaWatcher:
-    """Polls the HPA in a thread while the load runs; keeps every sample and the first error."""
+def parse_cpu(quantity: str) -> float:
+    """A Kubernetes CPU quantity in millicores: 250m, 1, 12345678n, 900u."""
+    units = {"n": 1e-6, "u": 1e-3, "m": 1.0}
+    if quantity[-1] in units:
+        return float(quantity[:-1]) * units[quantity[-1]]
+    return float(quantity) * 1000
+
+
+def read_pods_cpu(api: Any, name: str, namespace: str) -> tuple[int, float]:
+    """The agent pods metrics-server reports on, and their CPU in millicores, summed."""
+    pods = api.list_namespaced_custom_object(
+        "metrics.k8s.io", "v1beta1", namespace, "pods",
+        label_selector=f"app.kubernetes.io/name={name}", _request_timeout=5,
+    )["items"]  # fmt: skip
+    return len(pods), sum(parse_cpu(c["usage"]["cpu"]) for p in pods for c in p["containers"])
+
+
+class ClusterWatcher:
+    """Samples the HPA, and the agent pods' CPU with `pods_cpu`, in a thread while the load
+    runs; the first sample (elapsed 0) is taken on entering, before any load, and fails fast when
+    the HPA cannot be read at all. Keeps every sample, the first error reading the HPA (which
+    fails the verdict) and the pods' CPU samples missed (a gap in the capacity model's curve)."""
 
     def __init__(
-        self, api: Any, name: str = IMAGE, namespace: str = NAMESPACE, interval_s: float = 2.0
+        self,
+        apis: ClusterApis,
+        name: str = IMAGE,
+        namespace: str = NAMESPACE,
+        interval_s: float = 2.0,
+        pods_cpu: bool = True,
     ) -> None:
-        self.api, self.name, self.namespace, self.interval_s = api, name, namespace, interval_s
+        self.apis, self.name, self.namespace = apis, name, namespace
+        self.interval_s, self.pods_cpu = interval_s, pods_cpu
         self.samples: list[HpaSample] = []
         self.error: HpaWatchError | None = None
+        self.missed: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._started = 0.0
 
-    def __enter__(self) -> HpaWatcher:
-        self.sample()  # fail fast, before any load, when the HPA cannot be read at all
+    def __enter__(self) -> ClusterWatcher:
+        self.sample()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=15)
 
     def sample(self) -> HpaSample:
         if not self._started:
             self._started = time.monotonic()
-        current, desired, minimum, maximum = read_hpa(self.api, self.name, self.namespace)
-        sample = HpaSample(time.monotonic() - self._started, current, desired, minimum, maximum)
+        hpa = read_hpa(self.apis.autoscaling, self.name, self.namespace)
+        pods: tuple[int | None, float | None] = (None, None)
+        if self.pods_cpu:
+            try:
+                pods = read_pods_cpu(self.apis.metrics, self.name, self.namespace)
+            except Exception as exc:  # a missed sample is a gap in the curve, no more
+                self.missed.append(str(exc))
+        sample = HpaSample(time.monotonic() - self._started, *hpa, *pods)
         self.samples.append(sample)
         return sample
 
@@ -506,15 +596,16 @@ def run(
     duration_s: int,
     report_dir: Path,
     objectives: Objectives,
-    hpa_api: Any | None,
+    cluster: ClusterApis | None,
     log: Callable[[str], None] = print,
-) -> tuple[list[Criterion], Path]:
-    """Run the load (watching the HPA when an API is given), judge it and write the report."""
-    if hpa_api is None:
+) -> tuple[list[Criterion], Path, list[HpaSample] | None]:
+    """Run the load (watching the cluster when its APIs are given), judge it and write the
+    report; the criteria, the summary and the watcher's samples (None: not watched)."""
+    if cluster is None:
         stats = run_locust(host, users, spawn_rate, duration_s, report_dir)
         samples, error = None, None
     else:
-        with HpaWatcher(hpa_api) as watcher:
+        with ClusterWatcher(cluster) as watcher:
             log(f"watching HPA {NAMESPACE}/{IMAGE}: {watcher.samples[0]}")
             stats = run_locust(host, users, spawn_rate, duration_s, report_dir)
         samples, error = watcher.samples, watcher.error
@@ -522,4 +613,4 @@ def run(
     summary, _ = write_report(
         report_dir, criteria, stats, samples, f"{users} users for {duration_s} s on {host}"
     )
-    return criteria, summary
+    return criteria, summary, samples

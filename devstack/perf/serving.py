@@ -1,17 +1,18 @@
 """`invoke bench --serving`: the agent under the traffic of issue #19, each scenario measured the
-way the issue describes it, against the Gemini stand-in in its own process (`gemini_standin`,
-switched between modes with its `/control`):
+way the issue describes it, against the Gemini stand-in in its own process
+(devstack/harness/gemini.py, switched between modes with its `/control`):
 
 - **quota**: every generate call answered 429 RESOURCE_EXHAUSTED with `Retry-After: 30`; a
   question every 6 s for 36 s (7 questions): how long each took, and how many generate calls
   reached Gemini.
 - **hang-up**: Gemini taking 3 s; 40 clients that close their connection 0.3 s after asking: how
   many of the generate calls ran to completion, and how many the agent abandoned.
-- **overload**: Gemini taking 1 s; 600 concurrent clients (a closed loop, unique questions; a
-  503 or 429 waits its `Retry-After`): what was answered and refused, the answered requests'
-  latencies, and `/health`, `/ready` and `/metrics` probed meanwhile from another process (this
-  one, its own thread, one request at a time), with a bare uvicorn's `/hello` probed alike as the
-  control: on a shared machine, what a request waits for a core whatever the server.
+- **overload**: Gemini taking 1 s; 600 concurrent clients (locust's closed loop,
+  devstack/perf/closed_loop.py: unique questions; a 503 or 429 waits its `Retry-After`): what
+  was answered and refused, the answered requests' latencies, and `/health`, `/ready` and
+  `/metrics` probed meanwhile from another process (this one, its own thread, one request at a
+  time), with a bare uvicorn's `/hello` probed alike as the control: on a shared machine, what
+  a request waits for a core whatever the server.
 
 `agent_from` runs another `agent` package (a folder holding it: an older commit's, for the
 *before* figures) with the same measuring code.
@@ -21,24 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import re
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from devstack.core.errors import DevstackError
-from devstack.perf.clients import INFER, QUESTION, hang_up, percentile
-from devstack.perf.gemini import agent_env
+from devstack.harness import services
+from devstack.harness.services import AgentServer, GeminiServer
+from devstack.perf.clients import ANSWERED, CLOSED_LOOP, INFER, QUESTION, REFUSED, hang_up
+from devstack.perf.loadtest import Percentiles, run_locust
 from devstack.perf.reports import markdown
-from devstack.perf.service import HELLO, Server, server
 
 OPERATIONS = ("/health", "/ready", "/metrics")
 
@@ -66,7 +63,9 @@ class Overload:
     clients: int
     seconds: float
     gemini_s: float
-    load: dict[str, object]
+    answered: Percentiles  # 200s: end to end
+    refused: Percentiles  # 503s and 429s: how long the refusal took
+    failures: dict[str, int]  # locust's, by error: other statuses, no HTTP answer at all
     operations_ms: dict[str, list[float]] = field(default_factory=dict)
     control_ms: list[float] = field(default_factory=list)  # a bare server, meanwhile
 
@@ -82,37 +81,18 @@ class ServingBench:
     label: str = ""
 
 
-@contextlib.contextmanager
-def standin() -> Iterator[Server]:
-    argv = ["-m", "devstack.perf.gemini_standin", "--port", "{port}"]
-    with server(argv, "/health", {}) as running:
-        yield running
+def p99(values: Sequence[float]) -> float | None:
+    """The 99th percentile, a value that was measured (the nearest rank above)."""
+    import numpy as np
 
-
-def control(standin: Server, **behaviour: object) -> None:
-    httpx.post(standin.url + "/control", json=behaviour, timeout=5).raise_for_status()
-
-
-def standin_stats(standin: Server) -> dict[str, dict[str, int]]:
-    stats: dict[str, dict[str, int]] = httpx.get(standin.url + "/stats", timeout=5).json()
-    return stats
-
-
-def metric(agent: Server, name: str) -> float | None:
-    """The sum of a metric's samples in the agent's /metrics; None when it has no such metric."""
-    text = httpx.get(agent.url + "/metrics", timeout=10).text
-    values = [
-        float(m.group(1))
-        for m in re.finditer(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M)
-    ]
-    return sum(values) if values else None
+    return float(np.percentile(values, 99, method="higher")) if len(values) else None
 
 
 def quota_scenario(
-    agent: Server, gemini: Server, questions: int = 7, every_s: float = 6.0
+    agent: AgentServer, gemini: GeminiServer, questions: int = 7, every_s: float = 6.0
 ) -> Quota:
-    control(gemini, quota_exhausted=True, retry_after="30")
-    before = standin_stats(gemini)["calls"].get("generateContent", 0)
+    gemini.control(quota_exhausted=True, retry_after="30")
+    before = gemini.count("calls")
     latencies, degraded = [], []
     started = time.perf_counter()
     with httpx.Client(timeout=120) as client:
@@ -123,29 +103,31 @@ def quota_scenario(
             body = client.post(agent.url + INFER, json={"query": f"{QUESTION} (quota {n})"}).json()
             latencies.append(time.perf_counter() - asked)
             degraded.append(bool(body.get("degraded")))
-    calls = standin_stats(gemini)["calls"].get("generateContent", 0) - before
-    control(gemini, quota_exhausted=False)
+    calls = gemini.count("calls") - before
+    gemini.control(quota_exhausted=False)
     return Quota(time.perf_counter() - started, latencies, degraded, calls)
 
 
 def hang_up_scenario(
-    agent: Server, gemini: Server, clients: int = 40, after_s: float = 0.3, gemini_s: float = 3.0
+    agent: AgentServer,
+    gemini: GeminiServer,
+    clients: int = 40,
+    after_s: float = 0.3,
+    gemini_s: float = 3.0,
 ) -> HangUp:
-    control(gemini, latency_ms=gemini_s * 1000)
-    before = standin_stats(gemini)
-    cancelled_before = metric(agent, "vaia_requests_cancelled_total")
+    gemini.control(latency_ms=gemini_s * 1000)
+    before = gemini.stats()
+    cancelled_before = agent.metric("vaia_requests_cancelled_total")
     asyncio.run(hang_up(agent.url, clients, after_s))
     # Long enough for every call to have been answered, then until none is left in flight.
     time.sleep(gemini_s + 1)
-    deadline = time.monotonic() + 30
-    while standin_stats(gemini)["in_flight"] and time.monotonic() < deadline:
-        time.sleep(0.2)
-    after = standin_stats(gemini)
+    gemini.settle()
+    after = gemini.stats()
 
     def grew(kind: str) -> int:
-        return after[kind].get("generateContent", 0) - before[kind].get("generateContent", 0)
+        return int(after[kind].get("generateContent", 0) - before[kind].get("generateContent", 0))
 
-    cancelled_after = metric(agent, "vaia_requests_cancelled_total")
+    cancelled_after = agent.metric("vaia_requests_cancelled_total")
     cancelled = None if cancelled_after is None else int(cancelled_after - (cancelled_before or 0))
     return HangUp(clients, after_s, gemini_s, grew("completed"), grew("abandoned"), cancelled)
 
@@ -187,20 +169,38 @@ class OperationsProbe:
 
 
 def overload_scenario(
-    agent: Server, gemini: Server, clients: int = 600, seconds: float = 20, gemini_s: float = 1.0
+    agent: AgentServer,
+    gemini: GeminiServer,
+    clients: int = 600,
+    seconds: float = 20,
+    gemini_s: float = 1.0,
 ) -> Overload:
-    control(gemini, latency_ms=gemini_s * 1000)
-    argv = [sys.executable, "-m", "devstack.perf.clients", "load", "--url", agent.url]
-    argv += ["--clients", str(clients), "--seconds", f"{seconds:g}"]
+    gemini.control(latency_ms=gemini_s * 1000)
     with (
-        server(HELLO, "/docs", {}) as hello,
+        tempfile.TemporaryDirectory() as report,
+        services.hello() as hello,
         OperationsProbe(agent.url, control=hello.url + "/hello") as probe,
     ):
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
-    if done.returncode != 0:
-        raise DevstackError("the load clients failed", done.stderr[-2000:])
-    load = json.loads(done.stdout.strip().splitlines()[-1])
-    return Overload(clients, seconds, gemini_s, load, probe.times_ms, probe.control_ms)
+        stats = run_locust(
+            agent.url,
+            clients,
+            clients,  # all of them within a second
+            max(1, round(seconds)),
+            Path(report),
+            CLOSED_LOOP,
+            ["Asker"],
+        )
+    none = Percentiles(None, None)
+    return Overload(
+        clients,
+        seconds,
+        gemini_s,
+        stats.entries.get(ANSWERED, none),
+        stats.entries.get(REFUSED, none),
+        stats.failures_by_error,
+        probe.times_ms,
+        probe.control_ms,
+    )
 
 
 def serving_bench(
@@ -214,13 +214,11 @@ def serving_bench(
 ) -> ServingBench:
     """Every scenario with the issue's figures by default (shorter ones for tests), each on an
     agent of its own: a breaker the quota opened must not answer the next scenario offline."""
-    with tempfile.TemporaryDirectory() as tmp, standin() as gemini:
-        env = agent_env(gemini, CHROMA_PATH=f"{tmp}/chroma")
-        if agent_from is not None:
-            env["PYTHONPATH"] = str(agent_from)
+    with tempfile.TemporaryDirectory() as tmp, services.gemini_server() as gemini:
+        chroma = f"{tmp}/chroma"  # seeded by the first agent, found seeded by the others
 
-        def agent() -> contextlib.AbstractContextManager[Server]:
-            return server(["-m", "agent", "serve"], "/ready", env, cwd=agent_from)
+        def agent() -> AgentServer:
+            return services.agent(Path(tmp), gemini, agent_from, CHROMA_PATH=chroma)
 
         with agent() as running:
             quota = quota_scenario(running, gemini, quota_questions, quota_every_s)
@@ -231,22 +229,17 @@ def serving_bench(
     return ServingBench(quota, hung, overload, str(agent_from or "this checkout"))
 
 
-def _ms(value: object) -> str:
-    return "" if value is None else f"{float(value):.0f}"  # type: ignore[arg-type]
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f}"
 
 
 def serving_table(result: ServingBench) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     q, h, o = result.quota, result.hang_up, result.overload
-    statuses = o.load["statuses"]
-    assert isinstance(statuses, dict)
-    answered = statuses.get("200", 0)
-    shed = statuses.get("503", 0) + statuses.get("429", 0)
-    others = sum(v for k, v in statuses.items() if k not in ("200", "503", "429"))
-    errors = o.load["errors"]
-    assert isinstance(errors, dict)
-    ops = {path: percentile(times, 0.99) for path, times in o.operations_ms.items()}
-    columns = ("scenario", "measure", "value", "goal")
-    rows = [
+    others = sum(n for error, n in o.failures.items() if "status " in error)
+    unanswered = sum(o.failures.values()) - others
+    ops = {path: p99(times) for path, times in o.operations_ms.items()}
+    columns: tuple[str, ...] = ("scenario", "measure", "value", "goal")
+    rows: list[tuple[str, ...]] = [
         (
             f"quota spent (429, Retry-After: 30), {len(q.latencies_s)} questions in "
             f"{q.seconds:.0f} s",
@@ -267,17 +260,16 @@ def serving_table(result: ServingBench) -> tuple[tuple[str, ...], list[tuple[str
         (
             f"{o.clients} clients for {o.seconds:g} s, Gemini {o.gemini_s:g} s",
             "answered (200) / refused (503, 429) / other / no answer",
-            f"{answered} / {shed} / {others} / {sum(errors.values())}",
+            f"{o.answered.count} / {o.refused.count} / {others} / {unanswered}",
             "refusals",
         ),
         (
             "",
             "answered: p50 / p95 / max",
-            f"{_ms(o.load['answered_p50_ms'])} / {_ms(o.load['answered_p95_ms'])} / "
-            f"{_ms(o.load['answered_max_ms'])} ms",
+            f"{_ms(o.answered.p50_ms)} / {_ms(o.answered.p95_ms)} / {_ms(o.answered.max_ms)} ms",
             "bounded",
         ),
-        ("", "refused: max", f"{_ms(o.load['shed_max_ms'])} ms", "at once"),
+        ("", "refused: max", f"{_ms(o.refused.max_ms)} ms", "at once"),
         (
             "",
             "/health, /ready, /metrics: p99 (max of all)",
@@ -287,7 +279,7 @@ def serving_table(result: ServingBench) -> tuple[tuple[str, ...], list[tuple[str
         (
             "",
             "control: a bare uvicorn's /hello meanwhile, p99 (max)",
-            f"{_ms(percentile(o.control_ms, 0.99))} ms ({max(o.control_ms, default=0):.0f})",
+            f"{_ms(p99(o.control_ms))} ms ({max(o.control_ms, default=0):.0f})",
             "the machine's share",
         ),
     ]
@@ -300,8 +292,8 @@ def serving_block(result: ServingBench, machine: str) -> list[str]:
         f"agent: {result.label}.",
         "One agent process with its defaults (embedded ChromaDB, in-process cache, "
         "`RATE_LIMIT_PER_MINUTE=0`); Gemini is the stand-in in its own process; every question "
-        "unique. The operations endpoints are probed one request at a time from another "
-        "process while the overload runs.",
+        "unique; the overload's clients are locust's (a closed loop). The operations endpoints "
+        "are probed one request at a time from another process while the overload runs.",
         "",
         *markdown(*serving_table(result)),
         "",

@@ -1,5 +1,6 @@
 """The real process: `python -m agent serve` and `python -m agent seed`."""
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -10,7 +11,8 @@ import time
 import httpx
 import pytest
 
-from tests.support.processes import agent_environment, free_port, wait_until
+from devstack.harness import services
+from tests.support.processes import agent_environment
 
 pytestmark = pytest.mark.integration
 
@@ -21,41 +23,36 @@ def _env(tmp_path, **extra: str) -> dict[str, str]:
 
 
 def test_sigterm_drains_in_flight_requests_then_exits_cleanly(tmp_path) -> None:
-    port = free_port()
-    env = _env(tmp_path, PORT=str(port), FAULT_LATENCY_MS="1500", SEED_ON_STARTUP="false")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    agent = dataclasses.replace(
+        services.agent(
+            tmp_path, FAULT_LATENCY_MS="1500", SEED_ON_STARTUP="false", LOG_LEVEL="info"
+        ),
+        ready=services.answers("/health"),
+        log=tmp_path / "agent.log",
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: httpx.get(base + "/health").status_code == 200, 30, "agent")
+    with agent:
         result: dict[str, object] = {}
 
         def slow_request() -> None:
-            response = httpx.post(base + "/v1/agent/infer", json={"query": "rollback"}, timeout=30)
+            response = httpx.post(
+                agent.url + "/v1/agent/infer", json={"query": "rollback"}, timeout=30
+            )
             result["status"] = response.status_code
 
         thread = threading.Thread(target=slow_request)
         thread.start()
         time.sleep(0.5)  # the request is now in flight (it takes 1.5 s)
-        proc.send_signal(signal.SIGTERM)
+        agent.stop(signal.SIGTERM, timeout=30)
         thread.join(30)
         assert result["status"] == 200  # finished, not cut off
         # A drained shutdown is a clean exit (uvicorn alone re-raises the signal: 143).
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    _, err = proc.communicate()
-    messages = [json.loads(line)["msg"] for line in err.splitlines() if line.startswith("{")]
+        assert agent.process is not None and agent.process.returncode == 0
+    lines = (tmp_path / "agent.log").read_text().splitlines()
+    messages = [json.loads(line)["msg"] for line in lines if line.startswith("{")]
     assert "agent started" in messages and "agent stopped" in messages
     assert messages.index("agent stopped") > messages.index("agent started")
     assert "Waiting for connections to close. (CTRL+C to force quit)" in messages
-    assert not [line for line in err.splitlines() if '"level": "error"' in line]
+    assert not [line for line in lines if '"level": "error"' in line]
 
 
 def test_seed_command_loads_the_runbooks_idempotently(tmp_path) -> None:

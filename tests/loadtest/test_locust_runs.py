@@ -4,60 +4,32 @@ verdict computed from their real statistics: a passing run and two failing ones.
 import subprocess
 import sys
 
-import httpx
 import pytest
 
+from devstack.harness import services
 from devstack.perf.loadtest import Objectives, overall, run
 from tests.conftest import ROOT
-from tests.support.processes import agent_environment, free_port, invoke_dev, wait_until
+from tests.support.processes import agent_environment, invoke_dev
 
 pytestmark = pytest.mark.load
 
 
-def start_agent(tmp_path, **env: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    environment = agent_environment()
-    environment.update(
-        {
-            "CHROMA_PATH": str(tmp_path / "chroma"),
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "LLM_PROVIDER": "offline",
-            "LOG_LEVEL": "warning",
-            "RATE_LIMIT_PER_MINUTE": "0",
-            **env,
-        }
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "serve"],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    wait_until(
-        lambda: httpx.get(base + "/ready").json()["checks"]["knowledge_seed"] == "done", 60, "agent"
-    )
-    return proc, base
-
-
 @pytest.fixture
 def agent(request, tmp_path):
-    proc, base = start_agent(tmp_path, **getattr(request, "param", {}))
-    yield base
-    proc.terminate()
-    proc.wait(15)
+    """An offline agent (`python -m agent serve`), with the test's settings if it has some."""
+    with services.agent(tmp_path, **getattr(request, "param", {})) as running:
+        yield running.url
 
 
 def test_a_healthy_agent_passes_with_autoscaling_skipped(agent, tmp_path) -> None:
-    criteria, summary = run(
+    criteria, summary, _ = run(
         agent,
         users=6,
         spawn_rate=6,
         duration_s=8,
         report_dir=tmp_path / "report",
         objectives=Objectives(p95_ms=1000),
-        hpa_api=None,
+        cluster=None,
     )
     by_name = {c.name: c for c in criteria}
     assert by_name["autoscaling"].status == "SKIPPED"  # no cluster: skipped, never passed
@@ -83,14 +55,14 @@ def test_a_healthy_agent_passes_with_autoscaling_skipped(agent, tmp_path) -> Non
 
 
 def short_run(agent: str, tmp_path, users: int, p95_ms: float):
-    criteria, _ = run(
+    criteria, _, _ = run(
         agent,
         users=users,
         spawn_rate=users,
         duration_s=8,
         report_dir=tmp_path / "report",
         objectives=Objectives(p95_ms=p95_ms),
-        hpa_api=None,
+        cluster=None,
     )
     return criteria
 

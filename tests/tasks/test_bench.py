@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from devstack.perf import answers as evaluation
+from agent.knowledge import evaluation
+from devstack.perf import first_answer as newcomer
 from devstack.perf import gemini as network
 from devstack.perf import serving as traffic
 from devstack.perf.breakdown import VenvBreakdown
 from devstack.perf.image import ImageBench
 from devstack.perf.live_update import DependencyChange, LiveUpdateResult
+from devstack.perf.loadtest import Percentiles
 from devstack.perf.service import Throughput
 from tasks import perf
 from tests.conftest import ROOT
@@ -22,7 +24,16 @@ from tests.support.tasks import run_invoke
 
 pytestmark = pytest.mark.unit
 
-SECTIONS = ("service", "gemini", "production", "answers", "serving", "image", "live-update")
+SECTIONS = (
+    "service",
+    "gemini",
+    "production",
+    "answers",
+    "serving",
+    "first-answer",
+    "image",
+    "live-update",
+)
 
 
 def _load(name: str, rps: float = 100) -> Throughput:
@@ -54,14 +65,9 @@ SERVING = traffic.ServingBench(
         600,
         20,
         1,
-        {
-            "statuses": {"200": 10, "503": 90},
-            "errors": {},
-            "answered_p50_ms": 1000,
-            "answered_p95_ms": 1100,
-            "answered_max_ms": 1200,
-            "shed_max_ms": 5,
-        },
+        Percentiles(1000, 1100, 10, 1200),
+        Percentiles(4, 5, 90, 5),
+        {},
         {"/health": [1.0], "/ready": [2.0], "/metrics": [3.0]},
     ),
 )
@@ -83,6 +89,8 @@ def fixed_measurements(monkeypatch) -> None:
         lambda *a, **k: network.ProductionBench(300, 1, _load("bare"), row, row),
     )
     monkeypatch.setattr(perf.traffic, "serving_bench", lambda *a, **k: SERVING)
+    fresh = [newcomer.Checkout("this checkout", [newcomer.Round(1.3, 2.3, 3)])]
+    monkeypatch.setattr(perf.newcomer, "first_answer_bench", lambda *a, **k: fresh)
     monkeypatch.setattr(perf, "docker", lambda: None)
     monkeypatch.setattr(
         perf, "image_bench", lambda *a, **k: ImageBench("vaia-agent:x", 1, [(1, "")], 1, 1, 8)

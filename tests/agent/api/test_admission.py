@@ -4,39 +4,36 @@ process); the requests beyond them are refused at once with 503 and Retry-After,
 operations endpoints keep answering."""
 
 import asyncio
-import json
 import re
 
+import httpx
 import pytest
 
-from devstack.perf.clients import INFER, Connection, question
+from devstack.perf.clients import ANSWERED, CLOSED_LOOP, INFER, REFUSED, question
+from devstack.perf.loadtest import run_locust
 from tests.support.serving import agent_process, gemini_process
 
 pytestmark = pytest.mark.integration
 LIMIT, CLIENTS = 4, 12
 
 
-async def burst(url: str) -> tuple[list[tuple[str, int, dict]], float | None]:
+async def burst(url: str) -> tuple[list[tuple[str, int, httpx.Headers]], float | None]:
     """CLIENTS questions at once, then /health and /metrics while the admitted ones wait; the
     replies in the order they arrived, and the in-flight gauge as /metrics gave it."""
-    host, port = url.removeprefix("http://").split(":")
-    arrived: list[tuple[str, int, dict]] = []
+    arrived: list[tuple[str, int, httpx.Headers]] = []
 
-    async def ask(path: str, body: bytes = b"") -> bytes:
-        connection = Connection(host, int(port))
-        try:
-            reply = await connection.request("POST" if body else "GET", path, body)
-        finally:
-            connection.close()
-        arrived.append((path, reply.status, reply.headers))
-        return reply.body
+    async def ask(path: str, body: dict | None = None) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:  # a connection each
+            reply = await (client.get(path) if body is None else client.post(path, json=body))
+        arrived.append((path, reply.status_code, reply.headers))
+        return reply
 
     questions = [asyncio.ensure_future(ask(INFER, question("burst"))) for _ in range(CLIENTS)]
     await asyncio.sleep(1.0)  # the refusals are immediate; the admitted wait 3 s on Gemini
     await ask("/health")
-    exposition = (await ask("/metrics")).decode()
-    bodies = await asyncio.gather(*questions)
-    assert all(json.loads(b) for b in bodies)
+    exposition = (await ask("/metrics")).text
+    replies = await asyncio.gather(*questions)
+    assert all(r.json() for r in replies)
     gauge = re.search(r"^vaia_inflight_requests (\S+)$", exposition, re.M)
     return arrived, float(gauge.group(1)) if gauge else None
 
@@ -89,14 +86,14 @@ def test_a_refusal_has_the_error_body_and_is_documented(tmp_path) -> None:
 
 
 def test_as_many_clients_as_the_limit_are_never_refused(tmp_path) -> None:
-    """A client that got its answer asks again at once: its place must be free by then (it was
-    freed only after the answer had gone, and the next question could come first)."""
-    from devstack.perf.clients import closed_loop
-
+    """A client that got its answer asks again at once on its keep-alive connection (locust's
+    closed loop): its place must be free by then (it was freed only after the answer had gone,
+    and the next question could come first)."""
     with (
         gemini_process(latency_ms=20) as gemini,
         agent_process(tmp_path, gemini, MAX_INFLIGHT_REQUESTS=str(LIMIT)) as agent,
     ):
-        result = asyncio.run(closed_loop(agent.url, LIMIT, seconds=4, spread_s=0))
-    assert result.statuses[200] > 20 * LIMIT  # each client asked again and again
-    assert result.statuses[503] == 0 and not result.errors
+        stats = run_locust(agent.url, LIMIT, LIMIT, 4, tmp_path / "locust", CLOSED_LOOP, ["Asker"])
+    answered = stats.entries[ANSWERED]
+    assert answered.count > 20 * LIMIT  # each client asked again and again
+    assert REFUSED not in stats.entries and stats.failures == 0

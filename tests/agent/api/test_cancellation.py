@@ -1,4 +1,4 @@
-"""Clients that hang up: real sockets closed while the agent (its own process) waits on the
+"""Clients that hang up: real connections closed while the agent (its own process) waits on the
 Gemini stand-in (its own process, counting the calls whose connection the agent closed)."""
 
 import asyncio

@@ -10,8 +10,8 @@ from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 
 from agent.app import create_app
+from devstack.harness.services import in_thread
 from tests.agent.api.conftest import api_settings
-from tests.support.server import serving_app
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def api_schema(tmp_path_factory):
             max_document_chars=2000,
         )
     )
-    with serving_app(app) as base:
+    with in_thread(app) as base:
         yield schemathesis.openapi.from_url(
             base + "/openapi.json", config=SchemathesisConfig.from_dict(CONFIG)
         )

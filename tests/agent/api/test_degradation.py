@@ -8,10 +8,10 @@ import pytest
 
 from agent.app import create_app
 from agent.service import NO_KNOWLEDGE_NOTICE
+from devstack.harness.services import in_thread
 from tests.agent.api.conftest import api_settings
 from tests.conftest import running_app
 from tests.support.processes import wait_until
-from tests.support.server import serving_app
 
 pytestmark = pytest.mark.integration
 
@@ -204,7 +204,7 @@ def test_paused_chroma_never_freezes_health_and_infers_degrade_within_the_timeou
     """SIGSTOP keeps Chroma's port open with nobody answering: calls and reconnects hang."""
     settings = api_settings(tmp_path, **chroma_server.client_settings(chroma_timeout_seconds=1))
     with (
-        serving_app(create_app(settings)) as base,
+        in_thread(create_app(settings)) as base,
         httpx.Client(base_url=base, timeout=30) as http,
     ):
         wait_until(

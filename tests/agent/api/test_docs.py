@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from agent.app import create_app
+from devstack.harness.services import in_thread
 from tests.agent.api.conftest import api_settings
-from tests.support.server import serving_app
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def rendered_dom(url: str, profile) -> str:
 def test_docs_render_every_operation_offline_in_a_real_browser(tmp_path) -> None:
     app = create_app(api_settings(tmp_path / "chroma", seed_on_startup=False))
     paths = set(app.openapi()["paths"])
-    with serving_app(app) as base:
+    with in_thread(app) as base:
         page = httpx.get(base + "/docs").text
         assert not re.search(r"""(src|href)="https?://""", page), "the page loads from elsewhere"
         dom = rendered_dom(base + "/docs", tmp_path / "profile")

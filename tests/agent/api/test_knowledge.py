@@ -216,7 +216,7 @@ def test_reingesting_replaces_the_metadata_too(client) -> None:
 @pytest.fixture(scope="module")
 def on_server(chroma_process, tmp_path_factory):
     """An app on a real Chroma server (whose client refuses some input itself)."""
-    if not chroma_process.ready():
+    if not chroma_process.answering():
         chroma_process.start(timeout=60)
     settings = api_settings(
         tmp_path_factory.mktemp("server"), **chroma_process.client_settings(seed_on_startup=False)

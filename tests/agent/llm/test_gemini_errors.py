@@ -1,6 +1,5 @@
 import httpx
 import pytest
-from google.genai import errors as genai_errors
 
 from agent.llm.base import (
     LLMAuthError,
@@ -9,14 +8,14 @@ from agent.llm.base import (
     LLMTimeoutError,
     LLMUnavailableError,
 )
-from agent.llm.gemini import map_error
+from agent.llm.gemini import GeminiAPIError, map_error
 
 pytestmark = pytest.mark.unit
 
 
-def _api_error(code: int, message: str = "boom", details: object = None) -> genai_errors.APIError:
-    return genai_errors.APIError(
-        code, {"error": {"code": code, "message": message, "status": "X", "details": details}}
+def _api_error(code: int, message: str = "boom", details: object = None) -> GeminiAPIError:
+    return GeminiAPIError(
+        code, {"code": code, "message": message, "status": "X", "details": details}
     )
 
 

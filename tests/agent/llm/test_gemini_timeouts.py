@@ -72,10 +72,12 @@ async def test_a_stream_whose_first_chunk_does_not_come_ends_at_the_deadline(
 
 
 @pytest.mark.unit
-def test_the_sdk_client_and_every_request_carry_a_timeout(make_settings) -> None:
-    """google-genai sets none by default."""
-    settings = make_settings(llm_provider="gemini", gemini_api_key="k", llm_timeout_seconds=7)
+def test_the_client_and_every_request_carry_a_timeout(make_settings) -> None:
+    """httpx's default is 5 s whatever the setting; google-genai set none by default."""
+    settings = make_settings(llm_provider="gemini", gemini_api_key="k", llm_timeout_seconds=6.5)
     client = GeminiClient(settings, Metrics())
-    assert client._http.timeout.read == 7 and client._http.timeout.connect == 7
+    assert client.timeout.read == 6.5 and client.timeout.connect == 6.5
     for path in ("models/m:generateContent", "models/m:streamGenerateContent?alt=sse"):
-        assert client._prepared(path)[2] == 7
+        request = client._http.build_request("POST", path)
+        assert request.extensions["timeout"]["read"] == 6.5
+        assert request.headers["x-server-timeout"] == "7"  # whole seconds, rounded up

@@ -1,7 +1,8 @@
-"""The provider and the embedder build Gemini's request bodies and read its answers themselves
-(agent/llm/gemini.py says why). Here the same inputs go both ways, through the SDK's typed
-methods as the agent used them before and through the agent, to a stand-in that records the
-requests: the same paths, headers and bytes go over the wire, and the same answers read alike."""
+"""The provider and the embedder speak Gemini's REST API themselves (agent/llm/gemini.py says
+why). Here the same inputs go both ways, through google-genai's typed methods (the SDK's public
+API, as the agent used it before) and through the agent, to a stand-in that records the
+requests: the same paths, headers and bytes go over the wire, and the same answers read alike.
+The only headers that differ are the two that name the client (user-agent, x-goog-api-client)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 from typing import Any
 
 import pytest
+from google import genai
 from google.genai import types
 
 from agent.domain import Passage
@@ -31,6 +33,9 @@ PASSAGES = [
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 
 
+CLIENT_HEADERS = {"user-agent", "x-goog-api-client"}
+
+
 @pytest.fixture
 async def client(gemini, make_settings):
     settings = make_settings(
@@ -41,19 +46,43 @@ async def client(gemini, make_settings):
     await client.aclose()
 
 
+@pytest.fixture
+def sdk(gemini, make_settings) -> genai.Client:
+    """google-genai as the agent configured it before: the same key, URL and timeout, its own
+    retries off."""
+    timeout = make_settings().llm_timeout_seconds
+    return genai.Client(
+        api_key=gemini.api_key,
+        http_options=types.HttpOptions(
+            base_url=gemini.url,
+            timeout=int(timeout * 1000),
+            retry_options=types.HttpRetryOptions(attempts=1),
+        ),
+    )
+
+
+def same_headers(agent: dict[str, str], sdk: dict[str, str]) -> None:
+    """Every header the same but those that name the client, which name the agent."""
+    assert {k: v for k, v in agent.items() if k not in CLIENT_HEADERS} == {
+        k: v for k, v in sdk.items() if k not in CLIENT_HEADERS
+    }
+    assert agent["user-agent"].startswith("vaia-agent/")
+    assert sdk["user-agent"].startswith("google-genai-sdk/")
+
+
 async def _search(query: str, top_k: int) -> list[Passage]:
     return [Passage("s::9", "searched", "Searched", "src", "", f"found for {query}", 0.5)]
 
 
 async def sdk_complete(
-    client: GeminiClient, model: str, prompt: Prompt, tools: ToolRegistry, ctx: ToolContext
+    client: genai.Client, model: str, prompt: Prompt, tools: ToolRegistry, ctx: ToolContext
 ) -> Completion:
     """The agent's generate loop as it was, through the SDK's typed layer: the reference."""
     config = sdk_config(prompt, tools)
     contents = [types.Content(role="user", parts=[types.Part(text=prompt.user_message())])]
     calls: list[ToolCall] = []
     for _round in range(MAX_TOOL_ROUNDS + 1):
-        response = await client.client.aio.models.generate_content(
+        response = await client.aio.models.generate_content(
             model=model, contents=contents, config=config
         )
         function_calls = response.function_calls or []
@@ -146,7 +175,7 @@ SCRIPTS = {
 
 
 @pytest.mark.parametrize("script", SCRIPTS.values(), ids=list(SCRIPTS))
-async def test_generate_requests_and_answers_match_the_sdk(client, gemini, script) -> None:
+async def test_generate_requests_and_answers_match_the_sdk(client, sdk, gemini, script) -> None:
     model = "gemini-3.5-flash"
     prompt = build_prompt("How do I <b>roll back</b>?\u200b", PASSAGES, [])
     answers = []
@@ -156,18 +185,18 @@ async def test_generate_requests_and_answers_match_the_sdk(client, gemini, scrip
         start = len(gemini.requests)
         ctx = ToolContext(search=_search, found=list(PASSAGES))
         if way == "sdk":
-            completion = await sdk_complete(client, model, prompt, default_tools(), ctx)
+            completion = await sdk_complete(sdk, model, prompt, default_tools(), ctx)
         else:
             provider = GeminiProvider(client, model, Metrics())
             completion = await provider.complete(prompt, default_tools(), ctx)
         answers.append((completion, [p.chunk_id for p in ctx.found], _wire(gemini, start)))
-    (sdk, sdk_found, sdk_wire), (agent, agent_found, agent_wire) = answers
-    assert agent == sdk
+    (sdk_answer, sdk_found, sdk_wire), (agent_answer, agent_found, agent_wire) = answers
+    assert agent_answer == sdk_answer
     assert agent_found == sdk_found
     assert len(agent_wire) == len(sdk_wire) == max(len(script), 1)
     for agent_request, sdk_request in zip(agent_wire, sdk_wire, strict=True):
         assert agent_request.path == sdk_request.path
-        assert agent_request.headers == sdk_request.headers
+        same_headers(agent_request.headers, sdk_request.headers)
         assert agent_request.body == sdk_request.body  # the same JSON
         echoes_a_model_turn = any(c["role"] == "model" for c in agent_request.body["contents"])
         if echoes_a_model_turn:
@@ -179,7 +208,7 @@ async def test_generate_requests_and_answers_match_the_sdk(client, gemini, scrip
 
 
 @pytest.mark.parametrize("script", SCRIPTS.values(), ids=list(SCRIPTS))
-async def test_streamed_requests_match_the_sdks_stream(client, gemini, script) -> None:
+async def test_streamed_requests_match_the_sdks_stream(client, sdk, gemini, script) -> None:
     """streamGenerateContent?alt=sse with the same path, headers and bytes as the SDK's
     `generate_content_stream`; a one-round answer's text read alike."""
     model = "gemini-3.5-flash"
@@ -188,7 +217,7 @@ async def test_streamed_requests_match_the_sdks_stream(client, gemini, script) -
         gemini.reply("generateContent", body)
     start = len(gemini.requests)
     contents = [types.Content(role="user", parts=[types.Part(text=prompt.user_message())])]
-    chunks = await client.client.aio.models.generate_content_stream(
+    chunks = await sdk.aio.models.generate_content_stream(
         model=model, contents=contents, config=sdk_config(prompt, default_tools())
     )
     sdk_text = "".join([chunk.text or "" async for chunk in chunks]).strip()
@@ -204,7 +233,7 @@ async def test_streamed_requests_match_the_sdks_stream(client, gemini, script) -
     agent_requests = _wire(gemini, start)
     assert agent_requests[0].path == sdk_request.path
     assert sdk_request.path.endswith(":streamGenerateContent?alt=sse")
-    assert agent_requests[0].headers == sdk_request.headers
+    same_headers(agent_requests[0].headers, sdk_request.headers)
     assert agent_requests[0].raw == sdk_request.raw
     assert len(agent_requests) == max(len(script), 1)  # every tool round streamed
     assert completion.text == "".join(written).strip()  # the answer is what was streamed
@@ -222,12 +251,14 @@ async def test_streamed_requests_match_the_sdks_stream(client, gemini, script) -
     ],
     ids=["blocked", "blank", "only thoughts", "no content"],
 )
-async def test_answers_without_text_are_bad_responses_both_ways(client, gemini, answer) -> None:
+async def test_answers_without_text_are_bad_responses_both_ways(
+    client, sdk, gemini, answer
+) -> None:
     prompt = build_prompt("q", PASSAGES, [])
     gemini.reply("generateContent", answer)
     ctx = ToolContext(search=_search, found=list(PASSAGES))
     with pytest.raises(LLMBadResponseError):
-        await sdk_complete(client, "m", prompt, default_tools(), ctx)
+        await sdk_complete(sdk, "m", prompt, default_tools(), ctx)
     gemini.reply("generateContent", answer)
     provider = GeminiProvider(client, "m", Metrics())
     with pytest.raises(LLMBadResponseError, match="no text") as info:
@@ -241,30 +272,33 @@ async def test_answers_without_text_are_bad_responses_both_ways(client, gemini, 
         assert "SAFETY" in str(streamed.value)
 
 
-async def test_no_tools_means_no_tools_field(client, gemini) -> None:
+async def test_no_tools_means_no_tools_field(client, sdk, gemini) -> None:
     prompt = build_prompt("q", PASSAGES, [])
     ctx = ToolContext(search=_search, found=list(PASSAGES))
-    await sdk_complete(client, "m", prompt, ToolRegistry(), ctx)
+    await sdk_complete(sdk, "m", prompt, ToolRegistry(), ctx)
     await GeminiProvider(client, "m", Metrics()).complete(prompt, ToolRegistry(), ctx)
-    sdk, agent = gemini.requests[-2:]
-    assert "tools" not in agent.body
-    assert agent.raw == sdk.raw
+    sdk_request, agent_request = gemini.requests[-2:]
+    assert "tools" not in agent_request.body
+    assert agent_request.raw == sdk_request.raw
 
 
 @pytest.mark.parametrize("purpose", ["document", "query"])
 @pytest.mark.parametrize("model", ["gemini-embedding-001", "models/text-embedding-004"])
-async def test_embedding_requests_and_vectors_match_the_sdk(client, gemini, purpose, model) -> None:
+async def test_embedding_requests_and_vectors_match_the_sdk(
+    client, sdk, gemini, purpose, model
+) -> None:
     texts = [f"text {i} <é>" for i in range(3)] if purpose == "document" else ["q?"]
     task = {"document": "RETRIEVAL_DOCUMENT", "query": "RETRIEVAL_QUERY"}[purpose]
-    response = await client.client.aio.models.embed_content(
+    response = await sdk.aio.models.embed_content(
         model=model,
         contents=texts,
         config=types.EmbedContentConfig(task_type=task, output_dimensionality=256),
     )
     embedder = GeminiEmbedder(client, model, 256, query_cache_size=0)
     vectors = await embedder.embed(texts, purpose)
-    sdk, agent = gemini.requests[-2:]
-    assert (agent.path, agent.headers, agent.raw) == (sdk.path, sdk.headers, sdk.raw)
+    sdk_request, agent_request = gemini.requests[-2:]
+    assert (agent_request.path, agent_request.raw) == (sdk_request.path, sdk_request.raw)
+    same_headers(agent_request.headers, sdk_request.headers)
     for vector, reference in zip(vectors, response.embeddings or [], strict=True):
         values = reference.values or []
         norm = sum(v * v for v in values) ** 0.5

@@ -5,14 +5,12 @@ import pytest
 
 from devstack.perf.capacity import (
     Autoscaler,
-    ClusterSample,
     capacity_lines,
     desired_replicas,
     model,
-    parse_cpu,
     predict,
 )
-from devstack.perf.loadtest import Sample
+from devstack.perf.loadtest import HpaSample, Sample, parse_cpu
 
 pytestmark = pytest.mark.unit
 SPEC = Autoscaler(minimum=2, maximum=4, target_percent=20, request_millicores=100)
@@ -59,13 +57,13 @@ def test_scale_up_is_limited_to_four_pods_or_double_per_fifteen_seconds() -> Non
 
 
 def test_the_model_takes_the_cpu_one_request_costs_from_the_measurements() -> None:
-    idle = ClusterSample(0, pods=2, millicores=20, current=2, desired=2, utilization=10)
+    idle = HpaSample(0, 2, 2, 2, 4, utilization=10, pods=2, millicores=20)
     loaded = [
-        ClusterSample(t, pods=2, millicores=220, current=2, desired=4, utilization=110)
+        HpaSample(t, 2, 4, 2, 4, utilization=110, pods=2, millicores=220)
         for t in (20.0, 25.0, 30.0)
     ]
     history = [Sample(float(t), 20, 100.0, 50.0) for t in range(0, 40, 2)]
-    result = model(SPEC, idle, loaded, history)
+    result = model(SPEC, [idle, *loaded], history)
     assert result.idle_per_pod == 10
     assert result.per_request_millicores == pytest.approx(2.0)  # (220 - 2 x 10) / 100
     assert result.predicted_peak == 4 and result.observed_peak == 4

@@ -1,21 +1,22 @@
-"""The verdict, the report writer, and the HPA watcher against a stand-in autoscaling/v2 API
-that the real Kubernetes client talks to."""
+"""The verdict, the report writer, and the cluster watcher against a stand-in autoscaling/v2 and
+metrics.k8s.io API that the real Kubernetes client talks to."""
 
 import json
 import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from devstack.perf.loadtest import (
+    ClusterWatcher,
     HpaSample,
-    HpaWatcher,
     HpaWatchError,
     LoadStats,
     Objectives,
     Sample,
-    autoscaling_api,
+    cluster_apis,
     overall,
     parse_stats,
     streaming_rows,
@@ -158,12 +159,23 @@ def test_report_has_markdown_and_a_valid_png(tmp_path) -> None:
     assert (width, height) == (800, 700)
 
 
-class FakeAutoscaling:
-    """Serves GET .../namespaces/vaia/horizontalpodautoscalers/vaia-agent like the API server."""
+METRICS = "/apis/metrics.k8s.io/v1beta1/namespaces/vaia/pods"
 
-    def __init__(self, script: list[tuple[int, int]] | None = None, status: int = 200) -> None:
+
+class FakeAutoscaling:
+    """Serves GET .../namespaces/vaia/horizontalpodautoscalers/vaia-agent like the API server,
+    and the agent pods' metrics as metrics-server does (`pods_cpu`: each pod's containers' CPU;
+    None: not found, as when metrics-server is not installed)."""
+
+    def __init__(
+        self,
+        script: list[tuple[int, int]] | None = None,
+        status: int = 200,
+        pods_cpu: list[list[str]] | None = None,
+    ) -> None:
         self.script = list(script or [])
         self.status = status
+        self.pods_cpu = pods_cpu
         self.requests: list[str] = []
         standin = self
 
@@ -180,6 +192,10 @@ class FakeAutoscaling:
                         "message": "forbidden",
                     }
                     code = standin.status
+                elif self.path.startswith(METRICS + "?") and standin.pods_cpu is not None:
+                    query = parse_qs(urlsplit(self.path).query)
+                    agents = query.get("labelSelector") == ["app.kubernetes.io/name=vaia-agent"]
+                    body, code = (standin.pod_metrics(), 200) if agents else ({}, 400)
                 elif (
                     self.path
                     != "/apis/autoscaling/v2/namespaces/vaia/horizontalpodautoscalers/vaia-agent"
@@ -221,6 +237,16 @@ class FakeAutoscaling:
             "status": {"currentReplicas": current, "desiredReplicas": desired},
         }
 
+    def pod_metrics(self) -> dict:
+        pods = [
+            {"metadata": {"name": f"vaia-agent-{i}"}, "containers": [
+                {"name": f"c{j}", "usage": {"cpu": cpu, "memory": "100Mi"}}
+                for j, cpu in enumerate(containers)
+            ]}
+            for i, containers in enumerate(self.pods_cpu or [])
+        ]  # fmt: skip
+        return {"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "items": pods}
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -230,8 +256,8 @@ class FakeAutoscaling:
         self.server.server_close()
 
 
-def watch(fake: FakeAutoscaling, polls: int) -> HpaWatcher:
-    watcher = HpaWatcher(autoscaling_api(host=fake.url), interval_s=0.01)
+def watch(fake: FakeAutoscaling, polls: int) -> ClusterWatcher:
+    watcher = ClusterWatcher(cluster_apis(host=fake.url), interval_s=0.01)
     with watcher:
         while len(watcher.samples) < polls and watcher.error is None:
             threading.Event().wait(0.01)
@@ -260,11 +286,29 @@ def test_watcher_without_scale_out_fails_the_verdict() -> None:
 
 
 @pytest.mark.integration
+def test_the_watcher_samples_the_pods_cpu_beside_the_hpa_and_gaps_do_not_stop_it() -> None:
+    """One watcher for the verdict and the capacity model: each sample has the HPA's replicas
+    and the agent pods' CPU from metrics-server, summed; without metrics the HPA is still read."""
+    fake = FakeAutoscaling([(2, 2)], pods_cpu=[["250m", "1500000n"], ["1"]])
+    try:
+        watcher = watch(fake, polls=3)
+        fake.pods_cpu = None  # metrics-server gone: 404s
+        missed = len(watcher.missed)
+        gap = watch(fake, polls=3)
+    finally:
+        fake.close()
+    assert missed == 0 and watcher.error is None
+    assert {(s.current, s.pods, s.millicores) for s in watcher.samples} == {(2, 2, 1251.5)}
+    assert gap.error is None and len(gap.missed) == len(gap.samples) >= 3
+    assert all(s.pods is None and s.desired == 2 for s in gap.samples)
+
+
+@pytest.mark.integration
 def test_api_errors_are_a_clear_error() -> None:
     fake = FakeAutoscaling([(1, 1)], status=403)
     try:
         with pytest.raises(HpaWatchError, match="cannot read HPA vaia/vaia-agent: 403 Forbidden"):
-            HpaWatcher(autoscaling_api(host=fake.url)).__enter__()
+            ClusterWatcher(cluster_apis(host=fake.url)).__enter__()
     finally:
         fake.close()
 
@@ -274,13 +318,13 @@ def test_an_unreachable_api_is_a_clear_error() -> None:
     from devstack.core.net import free_port
 
     with pytest.raises(HpaWatchError, match="cannot reach the Kubernetes API"):
-        HpaWatcher(autoscaling_api(host=f"http://127.0.0.1:{free_port()}")).__enter__()
+        ClusterWatcher(cluster_apis(host=f"http://127.0.0.1:{free_port()}")).__enter__()
 
 
 @pytest.mark.integration
 def test_an_error_during_the_run_fails_the_criterion() -> None:
     fake = FakeAutoscaling([(1, 1)])
-    watcher = HpaWatcher(autoscaling_api(host=fake.url), interval_s=0.01)
+    watcher = ClusterWatcher(cluster_apis(host=fake.url), interval_s=0.01)
     with watcher:
         fake.status = 500
         while watcher.error is None:

@@ -3,6 +3,7 @@ processes check the wiring, the parsing and the tables); the figures are not ass
 
 import pytest
 
+from devstack.harness.services import cpu_seconds
 from devstack.perf.gemini import (
     GeminiBench,
     LoadRow,
@@ -16,7 +17,7 @@ from devstack.perf.gemini import (
     stream_table,
 )
 from devstack.perf.reports import write_block
-from devstack.perf.service import Throughput, cpu_seconds
+from devstack.perf.service import Throughput
 
 
 def _row(clients: int, rps: float, ideal: float | None) -> LoadRow:

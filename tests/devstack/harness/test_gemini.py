@@ -1,16 +1,15 @@
-"""The Gemini stand-in that runs in its own process: its modes (quota spent, streams that
-finish, stall or fail part-way, trickled answers), changed at run time through /control, and
-its count of the calls its clients abandoned."""
+"""The Gemini stand-in in its own process (as the serving tests and the benchmarks run it): its
+modes (quota spent, streams that finish, stall or fail part-way, trickled answers), changed at
+run time through /control, and its count of the calls its clients abandoned."""
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from devstack.perf.service import serving
+from devstack.harness.services import gemini_server
 
 pytestmark = pytest.mark.integration
 GENERATE = "/v1beta/models/m:generateContent"
@@ -20,9 +19,8 @@ BODY = {"contents": [{"role": "user", "parts": [{"text": '<source n="1">\nUndo i
 
 @pytest.fixture
 def standin() -> Iterator[str]:
-    argv = ["-m", "devstack.perf.gemini_standin", "--port", "{port}", "--latency-ms", "50"]
-    with serving(argv, "/health", {}) as (url, _):
-        yield url
+    with gemini_server(latency_ms=50) as running:
+        yield running.url
 
 
 def control(url: str, **behaviour: object) -> None:
@@ -79,13 +77,8 @@ def test_a_stalled_stream_sends_nothing_more_until_the_client_gives_up(standin) 
 
 def test_a_client_that_hangs_up_is_counted_as_having_abandoned_the_call(standin) -> None:
     control(standin, latency_ms=5000)
-    data = json.dumps(BODY).encode()
-    with socket.create_connection(("127.0.0.1", int(standin.rsplit(":", 1)[1]))) as sock:
-        sock.sendall(
-            b"POST %s HTTP/1.1\r\ncontent-length: %d\r\n\r\n" % (GENERATE.encode(), len(data))
-            + data
-        )
-        time.sleep(0.3)
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up: it closes the connection
+        httpx.post(standin + GENERATE, json=BODY, timeout=0.3)
     deadline = time.monotonic() + 4  # well before the 5 s answer
     while stats(standin)["abandoned"] != {"generateContent": 1} and time.monotonic() < deadline:
         time.sleep(0.05)

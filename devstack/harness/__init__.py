@@ -1,0 +1,1 @@
+"""The serving harness: the Gemini stand-in and the servers the tests and the benchmarks run."""
