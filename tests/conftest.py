@@ -21,10 +21,13 @@ TIERS = ("unit", "integration", "container", "static", "load", "cluster")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test belongs to a tier, so `-m <tier>` selections never silently drop one."""
+    """Every test belongs to a tier, so `-m <tier>` selections never silently drop one. A test
+    that takes the kind cluster down runs after every other (bringing it up again for the rest
+    would cost a minute and a half of the cluster tier)."""
     untiered = [i.nodeid for i in items if not any(i.get_closest_marker(t) for t in TIERS)]
     if untiered:
         raise pytest.UsageError(f"tests without a tier marker {TIERS}: {untiered}")
+    items.sort(key=lambda item: item.get_closest_marker("takes_the_cluster_down") is not None)
 
 
 @pytest.fixture(autouse=True)
@@ -262,7 +265,9 @@ def kind_cluster() -> Iterator[str]:
     invoke("cluster.build", "--node-image", timeout=3600)
     invoke("cluster.up", "--offline", "--node-image", NODE_IMAGE, timeout=1800)
     yield CONTEXT
-    if not was_up:
+    if was_up and not _kind_cluster_exists():  # taken down by a test: as the session found it
+        invoke("cluster.up", "--offline", "--node-image", NODE_IMAGE, timeout=1800)
+    elif not was_up:
         invoke("cluster.down")
 
 

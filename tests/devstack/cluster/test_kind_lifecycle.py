@@ -89,6 +89,7 @@ def test_pod_security_restricted_refuses_a_privileged_pod_at_apply_time(kind_clu
     assert listed.stdout.strip() == ""
 
 
+@pytest.mark.takes_the_cluster_down  # run last, nothing after it needs the cluster
 def test_down_leaves_nothing_behind_and_twice_does_nothing(kind_cluster) -> None:
     invoke("cluster.down")
     assert "vaia-" not in docker("ps", "-a", "--format", "{{.Names}}")
@@ -96,4 +97,3 @@ def test_down_leaves_nothing_behind_and_twice_does_nothing(kind_cluster) -> None
     assert "kind" not in docker("network", "ls", "--format", "{{.Name}}").split()
     again = invoke("cluster.down")
     assert "deleted" not in again and "removed" not in again
-    invoke(*CLUSTER_UP, timeout=1800)  # for the tests after this one
