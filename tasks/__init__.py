@@ -6,7 +6,7 @@ README use, are also at the root (`invoke build`, `invoke deploy`, `invoke clust
 The logic is in `devstack/`; these modules only parse flags and print.
 """
 
-from invoke import Collection
+from invoke.collection import Collection
 
 from tasks import cluster, compose, dev, image, perf, release, verify
 

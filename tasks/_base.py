@@ -7,10 +7,11 @@ import functools
 import shlex
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
-from invoke import Exit
-from invoke import task as invoke_task
+from invoke.exceptions import Exit
+from invoke.tasks import Task
+from invoke.tasks import task as invoke_task
 
 from devstack.core.console import echo_command, show_detail
 from devstack.core.errors import DevstackError
@@ -27,12 +28,16 @@ def runner() -> Runner:
     return Runner(echo=echo_command)
 
 
+@overload
+def task(body: F, /) -> Task[F]: ...
+@overload
+def task(**kwargs: Any) -> Callable[[F], Task[F]]: ...
 def task(*args: Any, **kwargs: Any) -> Any:
     """invoke's @task with the one error policy: a DevstackError ends the task with its message
     on one line (after its detail, if any) and its exit code. Anything else is a bug, and keeps
     its traceback."""
 
-    def decorate(body: F) -> Any:
+    def decorate(body: F) -> Task[F]:
         @functools.wraps(body)
         def run(*call_args: Any, **call_kwargs: Any) -> Any:
             try:
@@ -43,7 +48,8 @@ def task(*args: Any, **kwargs: Any) -> Any:
                 message = " ".join(str(exc).split("\n"))
                 raise Exit(f"error: {message}", code=exc.exit_code) from exc
 
-        return invoke_task(**kwargs)(run)
+        made: Task[F] = invoke_task(**kwargs)(run)
+        return made
 
     if len(args) == 1 and callable(args[0]) and not kwargs:
         return decorate(args[0])

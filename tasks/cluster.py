@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from invoke import Context
+from invoke.context import Context
 
 from devstack.cluster import mirror, nodeimage
 from devstack.cluster.binaries import build_all

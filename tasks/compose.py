@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from invoke import Context
+from invoke.context import Context
 
 from devstack.core.console import console
 from devstack.core.errors import UsageError

@@ -9,7 +9,7 @@ import shlex
 import sys
 
 import httpx
-from invoke import Context
+from invoke.context import Context
 
 from devstack.core.console import console, table
 from devstack.core.errors import DevstackError, MissingToolError, UsageError
@@ -99,7 +99,7 @@ def setup(c: Context) -> None:
 
 @task
 def lint(c: Context) -> None:
-    """ruff (lint and format check) and mypy (strict, on agent/)."""
+    """ruff (lint and format check) and mypy (strict, on agent/, devstack/ and tasks/)."""
     for module in ("ruff", "mypy"):
         require_module(module)
     with c.cd(str(ROOT)):

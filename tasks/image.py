@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from invoke import Context
+from invoke.context import Context
 
 from devstack.core.console import console, table
 from devstack.core.errors import UsageError

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import anyio
-from invoke import Context
+from invoke.context import Context
 
 from agent.embeddings import minilm
 from devstack.cluster.kind import ClusterCli, port_forward

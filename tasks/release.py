@@ -6,7 +6,7 @@ import os
 import shlex
 from pathlib import Path
 
-from invoke import Context
+from invoke.context import Context
 
 from devstack.cluster.deploy import check_context, expected_context
 from devstack.cluster.deploy import deploy as deploy_overlay

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from invoke import Context
+from invoke.context import Context
 
 from devstack.cluster.kind import ClusterCli
 from devstack.core.console import console, status, table

@@ -30,7 +30,7 @@ def test_ruff_format_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_mypy_strict_on_agent_is_clean() -> None:
+def test_mypy_strict_on_agent_devstack_and_tasks_is_clean() -> None:
     result = run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
 

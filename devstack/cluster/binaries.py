@@ -85,7 +85,7 @@ class GoProgram:
 
     @property
     def recipe(self) -> str:
-        parts = [
+        parts: list[object] = [
             self.module, self.version, sorted(self.commands.items()), self.ldflags,
             self.local_version, self.cgo, self.tags, self.recorded_checksums, self.keep,
             self.prepare.__name__ if self.prepare else None,

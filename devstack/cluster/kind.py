@@ -105,7 +105,7 @@ def default_cni(cli: ClusterCli, image: str) -> bool:
 def node_image_of(root: Path, options: UpOptions) -> str:
     if options.node_image:
         return options.node_image
-    images = {node["image"] for node in kind_config.load(root).get("nodes", [])}
+    images = {str(node["image"]) for node in kind_config.load(root).get("nodes", [])}
     return sorted(images)[0]
 
 

@@ -46,16 +46,13 @@ def execute(argv: Sequence[str], how: Invocation) -> Result:
             return Result(subprocess.run(list(argv), env=env, cwd=how.cwd, check=False).returncode)
         if how.on_line is not None:
             return _streamed(argv, how, env)
-        binary = isinstance(how.stdin, bytes) or (
-            how.stdin is not None and not isinstance(how.stdin, str)
-        )
-        data = how.stdin if isinstance(how.stdin, str | bytes) else None
+        given = how.stdin.encode() if isinstance(how.stdin, str) else how.stdin
+        data = given if isinstance(given, bytes) else None
         done = subprocess.run(
             list(argv),
             input=data,
-            stdin=None if data is not None or how.stdin is None else how.stdin,
+            stdin=None if isinstance(given, bytes) else given,
             capture_output=True,
-            text=not binary,
             env=env,
             cwd=how.cwd,
             timeout=how.timeout,
@@ -65,10 +62,13 @@ def execute(argv: Sequence[str], how: Invocation) -> Result:
         raise MissingToolError(f"{argv[0]} is gone: {exc.strerror}") from exc
     except subprocess.TimeoutExpired as exc:
         raise CommandError(f"{_name(argv)} did not finish within {how.timeout:.0f} s") from exc
-    out, err = done.stdout, done.stderr
-    if isinstance(out, bytes):
-        out, err = out.decode(errors="replace"), err.decode(errors="replace")
-    return Result(done.returncode, out or "", err or "")
+    return Result(done.returncode, _text(done.stdout), _text(done.stderr))
+
+
+def _text(output: bytes | None) -> str:
+    """Bytes as text mode would read them (universal newlines), a bad byte replaced, not fatal."""
+    text = (output or b"").decode(errors="replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _streamed(argv: Sequence[str], how: Invocation, env: dict[str, str] | None) -> Result:

@@ -388,7 +388,7 @@ def require(name: str) -> str:
 
 
 def python_packages() -> list[tuple[str, str | None]]:
-    found = []
+    found: list[tuple[str, str | None]] = []
     for name in PYTHON_PACKAGES:
         try:
             found.append((name, metadata.version(name)))

@@ -76,13 +76,18 @@ class Docker:
         for key, value in (labels or {}).items():
             args += ["--label", f"{key}={value}"]
         args.append(str(context))
+
+        def show(line: str) -> None:  # streamed either way: a build's log can be long
+            if echo is not None:
+                echo.write(line)
+
         done = self.runner.run(
             "docker",
             *args,
             check=False,
             env=self.env,
             timeout=1800,
-            on_line=echo.write if echo is not None else (lambda _: None),
+            on_line=show,
         )
         if done.returncode != 0:
             last = [line for line in done.stdout.splitlines() if line.strip()][-1:]

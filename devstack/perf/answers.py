@@ -31,7 +31,7 @@ def answers_table(runs: Sequence[Run]) -> tuple[tuple[str, ...], list[tuple[str,
         "answerable refused",
         "calibrated here",
     )
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for run in runs:
         f = run.figures
         rows.append(
@@ -108,7 +108,7 @@ async def answers_bench(cases: Sequence[Case] | None = None) -> list[Run]:
     from agent.embeddings.hybrid import HybridEmbedder
 
     cases = list(cases or load_cases())
-    min_score = Settings(_env_file=None).retrieval_min_score  # type: ignore[call-arg]
+    min_score = Settings(_env_file=None).retrieval_min_score
     hashing = HashingEmbedder(768)
     async with store_search(hashing) as search:
         ranked = await rank(cases, search)

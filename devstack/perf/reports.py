@@ -6,6 +6,7 @@ checkout dirty (a dirty tree would tag the next `invoke build` `sha-...-dirty`).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class BenchReports:
         return path
 
 
-def markdown(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+def markdown(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """A Markdown table."""
     return [
         "| " + " | ".join(columns) + " |",
