@@ -39,8 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.cluster.binaries import program_of
 from devstack.core import names
+from devstack.core.catalogue import program_of
 from devstack.core.errors import DevstackError
 from devstack.core.names import REPO
 from devstack.core.runner import Runner
@@ -82,9 +82,13 @@ class Component:
     dockerfile: str
     files: dict[str, Path] = field(default_factory=dict)
     archive: str = "kube-proxy"  # which of the release's archives carries it
+    # What its files are made from, where they are made in the build's scratch folder (whose
+    # path is new each time) rather than taken from the binaries' cache (keyed by recipe).
+    made_from: str | None = None
 
     def recipe(self) -> str:
-        parts = [self.name, self.dockerfile, sorted((k, str(v)) for k, v in self.files.items())]
+        files = self.made_from or sorted((k, str(v)) for k, v in self.files.items())
+        parts = [self.name, self.dockerfile, files]
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
 
 
@@ -111,10 +115,11 @@ def components(runner: Runner, work: Path, debian: str) -> list[Component]:
     registry = "registry.k8s.io"
     pause = work / "pause"
     source = program_of("kubelet").kept("build/pause") / "linux" / "pause.c"
-    runner.run(
+    compile_pause = (
         "cc", "-Os", "-Wall", "-Werror", "-static", f"-DVERSION=v{PAUSE_VERSION}",
         "-o", str(pause), str(source),
     )  # fmt: skip
+    runner.run(*compile_pause)
     busybox = Path(runner.command("busybox")[0])
     shell = 'COPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
     control_plane = [
@@ -142,6 +147,7 @@ def components(runner: Runner, work: Path, debian: str) -> list[Component]:
             f"{registry}/pause:{PAUSE_VERSION}",
             'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n',
             {"pause": pause},
+            made_from=repr([*compile_pause[:-3], str(source)]),
         ),
         _static(METRICS_SERVER_IMAGE, "metrics-server", entrypoint=True, user="65534:65534"),
         _static(LOCAL_PATH_PROVISIONER_IMAGE, "local-path-provisioner"),
