@@ -8,38 +8,21 @@ result and prove, on a broken copy, that the check would catch the mistake.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
+from devstack.cluster.render import (  # the accessors, re-exported for the checks' callers
+    Obj,
+    by_kind,
+    find,
+    pod_labels,
+    pod_spec,
+    workloads,
+)
 from devstack.core.names import IMAGE
 
-Obj = dict[str, Any]
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 # Pod Security Standards, restricted profile: the volume types it allows.
 EXTERNAL = "(outside the namespace)"
-
-
-def by_kind(objs: Iterable[Obj], kind: str) -> list[Obj]:
-    return [o for o in objs if o.get("kind") == kind]
-
-
-def find(objs: Iterable[Obj], kind: str, name: str) -> Obj | None:
-    return next((o for o in objs if o.get("kind") == kind and o["metadata"]["name"] == name), None)
-
-
-def workloads(objs: Iterable[Obj]) -> Iterator[Obj]:
-    return (o for o in objs if o.get("kind") in WORKLOAD_KINDS)
-
-
-def pod_spec(workload: Obj) -> Obj:
-    spec: Obj = workload["spec"]["template"]["spec"]
-    return spec
-
-
-def pod_labels(workload: Obj) -> dict[str, str]:
-    labels: dict[str, str] = workload["spec"]["template"]["metadata"].get("labels", {})
-    return labels
 
 
 def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -93,6 +76,31 @@ def check_target_ports(objs: list[Obj]) -> list[str]:
                         f"Service {service_name}: targetPort {target!r} is not a port "
                         f"of {workload['kind']} {workload_name}"
                     )
+    return problems
+
+
+def check_ingress_backends(objs: list[Obj]) -> list[str]:
+    """Every Ingress backend names a Service of the namespace and a port it has (by name or
+    number). No ingress controller runs in the cluster tier, so nothing real checks this first."""
+    problems = []
+    for ingress in by_kind(objs, "Ingress"):
+        spec = ingress["spec"]
+        backends = [spec["defaultBackend"]] if "defaultBackend" in spec else []
+        backends += [
+            path["backend"]
+            for rule in spec.get("rules", [])
+            for path in rule.get("http", {}).get("paths", [])
+        ]
+        for backend in (b["service"] for b in backends if "service" in b):
+            service = find(objs, "Service", backend["name"])
+            wanted = backend["port"].get("name", backend["port"].get("number"))
+            ports = {p.get("name") for p in service["spec"]["ports"]} if service else set()
+            ports |= {p["port"] for p in service["spec"]["ports"]} if service else set()
+            if wanted not in ports:
+                problems.append(
+                    f"Ingress {ingress['metadata']['name']}: backend {backend['name']}:{wanted!r} "
+                    "is not a port of a Service here"
+                )
     return problems
 
 

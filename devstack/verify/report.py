@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from devstack.cluster.kind import ClusterCli
+from devstack.cluster.cli import ClusterCli
 from devstack.cluster.kind_config import contract_problems
 from devstack.cluster.render import OVERLAYS, Obj, render
 from devstack.core.errors import DevstackError
@@ -74,10 +74,11 @@ def overlay_checks(objs: list[Obj]) -> Iterator[tuple[str, Callable[[], list[str
         lambda: schema_problems(objs),
     )
     yield (
-        "Services select pods, target ports exist",
+        "Services select pods, target ports and Ingress backends exist",
         lambda: [
             *m.check_service_selectors(objs),
             *m.check_target_ports(objs),
+            *m.check_ingress_backends(objs),
         ],
     )
     yield (

@@ -75,6 +75,7 @@ def test_wiring_is_consistent(rendered, routes) -> None:
     _, objs = rendered
     assert m.check_service_selectors(objs) == []
     assert m.check_target_ports(objs) == []
+    assert m.check_ingress_backends(objs) == []
     assert m.check_probes(objs, routes) == []
     assert m.check_hpa(objs) == []
     assert m.check_config_refs(objs) == []
@@ -286,6 +287,17 @@ def test_checks_catch_a_wrong_target_port(base) -> None:
         base, "Service", "vaia-agent", lambda s: s["spec"]["ports"][0].update({"targetPort": 8081})
     )
     assert m.check_target_ports(objs)
+
+
+def test_checks_catch_an_ingress_backend_on_a_port_the_service_lacks(base) -> None:
+    def change(ingress):
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] = {
+            "name": "https"
+        }
+
+    assert m.check_ingress_backends(broken(base, "Ingress", "vaia-agent", change)) == [
+        "Ingress vaia-agent: backend vaia-agent:'https' is not a port of a Service here"
+    ]
 
 
 def test_checks_catch_a_probe_on_a_missing_route(base, routes) -> None:
