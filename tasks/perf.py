@@ -10,13 +10,13 @@ import anyio
 from invoke.context import Context
 
 from agent.embeddings import minilm
-from devstack.cluster.kind import ClusterCli, port_forward
+from devstack.cluster.cli import ClusterCli
+from devstack.cluster.kind import port_forward
 from devstack.cluster.tilt import tilt_build_env
 from devstack.core.console import console, status, table
 from devstack.core.errors import DevstackError, UsageError
 from devstack.core.names import CONTEXT, IMAGE
 from devstack.core.net import free_port
-from devstack.image.build import build_image
 from devstack.image.docker import Docker
 from devstack.perf import answers as evaluation
 from devstack.perf import capacity
@@ -26,7 +26,6 @@ from devstack.perf import loadtest as load
 from devstack.perf import serving as traffic
 from devstack.perf.breakdown import venv_breakdown
 from devstack.perf.image import image_bench
-from devstack.perf.live_update import LiveUpdateEmulator, dependency_change
 from devstack.perf.reports import BenchReports, markdown
 from devstack.perf.service import machine, service_bench, service_block
 from devstack.perf.tilt_session import TiltSession
@@ -37,9 +36,8 @@ from tasks.image import docker
 @task(
     help={
         "image": "the image: size, layers, cold build, rebuild after a code-only change",
-        "live_update": "Tilt's inner loop: edit-to-serve and a dependency change (emulated on "
-        "the dev image; with --engine kind, the real Tilt on the kind cluster)",
-        "engine": "for --live-update: emulated (default) or kind (invoke cluster.up first)",
+        "live_update": "Tilt's inner loop: edit-to-serve and a dependency change, the real Tilt "
+        "on the kind cluster (invoke cluster.up first)",
         "service": "infer throughput and latency (cache hit, miss) against a bare endpoint",
         "gemini": "the Gemini path through a slow stand-in: CPU per request, throughput and "
         "latency at 20 and 100 clients against the ideal; streamed answers' time to first token "
@@ -82,7 +80,6 @@ def bench(
     seconds: int = 10,
     report_dir: str = "",
     update_docs: bool = False,
-    engine: str = "emulated",
 ) -> None:
     """Run benchmarks (all sections when none is named): tables printed, results under reports/
     (docs/benchmarks.md only with --update-docs)."""
@@ -109,9 +106,7 @@ def bench(
         bench_first_answer(reports, baseline or None, rounds)
     if image or run_all:
         bench_image(reports, docker(), offline)
-    if (live_update or run_all) and engine == "kind":
-        bench_live_update_kind(reports, docker(), offline)
-    elif live_update or run_all:
+    if live_update or run_all:
         bench_live_update(reports, docker(), offline)
     for path in reports.written:
         console.print(f"written: {path}")
@@ -227,35 +222,8 @@ def bench_image(reports: BenchReports, client: Docker, offline: bool) -> None:
 
 
 def bench_live_update(reports: BenchReports, client: Docker, offline: bool, edits: int = 5) -> None:
-    image = build_image(client, ROOT, offline=offline, target="dev", log=console.print).tags[0]
-    with LiveUpdateEmulator(client, image, free_port()) as pod:
-        times = sorted(pod.edit_and_wait(ROOT).edit_to_serve_seconds for _ in range(edits))
-    change = dependency_change(client, ROOT, offline, free_port(), log=console.print)
-    rows = [
-        ("code edit -> served (live update), median", f"{times[len(times) // 2]:.2f} s", "<= 1 s"),
-        (f"code edit -> served, worst of {edits}", f"{times[-1]:.2f} s", ""),
-        ("dependency change -> new image serving", f"{change.total_seconds:.1f} s", ""),
-        ("  of which: dev image rebuild", f"{change.rebuild_seconds:.1f} s", ""),
-        ("  of which: new pod until it serves", f"{change.serve_seconds:.1f} s", ""),
-    ]
-    title = "the inner loop (Tilt, emulated on the dev image)"
-    columns = ("measure", "value", "goal")
-    console.print(table(title, columns, rows, right=("value", "goal")))
-    reports.section(
-        "live-update",
-        [
-            f"Measured with `invoke bench --live-update` on {time.strftime('%Y-%m-%d')}, "
-            f"{machine()}: {title}.",
-            "",
-            *markdown(columns, rows),
-            "",
-        ],
-    )
-
-
-def bench_live_update_kind(
-    reports: BenchReports, client: Docker, offline: bool, edits: int = 5
-) -> None:
+    """The real Tilt on the kind cluster: edits synced into the running pods, then a dependency
+    change that rebuilds the image."""
     cli = ClusterCli(runner(), CONTEXT)
     cli.runner.preflight("tilt", "kubectl")
     if cli.kubectl("get", "--raw", "/readyz", check=False).returncode != 0:
@@ -274,9 +242,9 @@ def bench_live_update_kind(
     columns = ("measure", "value", "goal")
     console.print(table(title, columns, rows, right=("value", "goal")))
     reports.section(
-        "live-update-kind",
+        "live-update",
         [
-            f"Measured with `invoke bench --live-update --engine kind` on "
+            f"Measured with `invoke bench --live-update` on "
             f"{time.strftime('%Y-%m-%d')}, {machine()}: {title}.",
             "",
             *markdown(columns, rows),

@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 
-from devstack.cluster.kind import ClusterCli, port_forward
+from devstack.cluster.cli import ClusterCli
+from devstack.cluster.kind import port_forward
 from devstack.cluster.tilt import tilt_env
 from devstack.core.checkout import copy_checkout
 from devstack.core.errors import DevstackError

@@ -2,6 +2,7 @@
 docs/benchmarks.md changes only with --update-docs. The measurements are replaced by fixed
 results (their own tests run them for real); the task, its files and git are real."""
 
+import contextlib
 import shutil
 import subprocess
 import types
@@ -15,7 +16,6 @@ from devstack.perf import gemini as network
 from devstack.perf import serving as traffic
 from devstack.perf.breakdown import VenvBreakdown
 from devstack.perf.image import ImageBench
-from devstack.perf.live_update import DependencyChange, LiveUpdateResult
 from devstack.perf.loadtest import Percentiles
 from devstack.perf.service import Throughput
 from tasks import perf
@@ -40,15 +40,27 @@ def _load(name: str, rps: float = 100) -> Throughput:
     return Throughput(name, rps, 1.0, 2.0, 3.0, 0, requests=int(rps))
 
 
-class _Pod:
+class _Tilt:
+    """The real Tilt session's place: edits served after 0.5 s, a rebuild after 30 s."""
+
+    def __init__(self, *args):
+        self.edits = iter(range(100))
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         return None
 
-    def edit_and_wait(self, root):
-        return LiveUpdateResult("0.1.0+x", 0.5)
+    @contextlib.contextmanager
+    def agent(self):
+        yield "http://127.0.0.1:1"
+
+    def edit_and_wait(self, url):
+        return types.SimpleNamespace(seconds=0.5, version=f"0.1.0+live.{next(self.edits)}")
+
+    def dependency_change(self):
+        return 30.0
 
 
 async def _fixed_answers():
@@ -96,9 +108,13 @@ def fixed_measurements(monkeypatch) -> None:
         perf, "image_bench", lambda *a, **k: ImageBench("vaia-agent:x", 1, [(1, "")], 1, 1, 8)
     )
     monkeypatch.setattr(perf, "venv_breakdown", lambda *a: VenvBreakdown([(1, "fastapi")], {}))
-    monkeypatch.setattr(perf, "build_image", lambda *a, **k: types.SimpleNamespace(tags=["x"]))
-    monkeypatch.setattr(perf, "LiveUpdateEmulator", lambda *a: _Pod())
-    monkeypatch.setattr(perf, "dependency_change", lambda *a, **k: DependencyChange(1, 1, []))
+    monkeypatch.setattr(perf, "TiltSession", _Tilt)
+    monkeypatch.setattr(perf, "tilt_build_env", lambda *a: {})
+    cluster = types.SimpleNamespace(
+        runner=types.SimpleNamespace(preflight=lambda *t: None),
+        kubectl=lambda *a, **k: types.SimpleNamespace(returncode=0),
+    )
+    monkeypatch.setattr(perf, "ClusterCli", lambda *a: cluster)
     monkeypatch.setattr(perf, "runner", lambda: types.SimpleNamespace(preflight=lambda *t: None))
 
 

@@ -1,12 +1,12 @@
 """Live update for real: the pinned Tilt's `tilt up` on kind's nodes syncs an edit
-under agent/ into the running pod, where uvicorn's reload serves it; the user's tree is never
-touched (the session works on a copy)."""
+under agent/ into the running pod, where uvicorn's reload serves it, and rebuilds the image when
+a dependency changes; the user's tree is never touched (the session works on a copy)."""
 
 import subprocess
 
 import pytest
 
-from devstack.cluster.kind import ClusterCli
+from devstack.cluster.cli import ClusterCli
 from devstack.cluster.tilt import tilt_build_env
 from devstack.core.errors import DevstackError
 from devstack.core.names import CONTEXT
@@ -36,6 +36,11 @@ def test_an_edit_under_agent_is_served_by_the_running_pod(kind_cluster) -> None:
             "-n", "vaia", "get", "pods", "-l", "app.kubernetes.io/name=vaia-agent", "-o", "name"
         ).stdout.split()
         assert after == pods
+        # A dependency change (Tilt's fall_back_on): a rebuilt image, rolled out, serving. What
+        # the emulator's container test showed before the real Tilt ran here.
+        image = tilt.deployed_image()
+        tilt.dependency_change()
+        assert tilt.deployed_image() != image
     assert (
         subprocess.run(
             ["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True
