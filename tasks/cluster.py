@@ -11,7 +11,8 @@ from invoke.context import Context
 
 from devstack.cluster import mirror, nodeimage
 from devstack.cluster.binaries import build_all
-from devstack.cluster.kind import CLUSTER_TOOLS, ClusterCli, UpOptions, cluster_down, cluster_up
+from devstack.cluster.cli import ClusterCli
+from devstack.cluster.kind import CLUSTER_TOOLS, UpOptions, cluster_down, cluster_up
 from devstack.cluster.tilt import tilt_build_env, tilt_ci, tilt_down, tilt_up
 from devstack.core.console import console, table
 from devstack.core.names import REGISTRY_HOST

@@ -13,10 +13,10 @@ from invoke.context import Context
 
 from devstack.core.console import console, table
 from devstack.core.errors import DevstackError, MissingToolError, UsageError
-from devstack.core.setup import preflight, selected_tiers
-from devstack.core.setup import setup as setup_machine
+from devstack.core.preflight import preflight, selected_tiers
 from devstack.core.tools import TOOLS, inspect, python_packages
 from devstack.host import privileged
+from devstack.provision import setup as setup_machine
 from tasks._base import PY, ROOT, runner, task
 
 TIERS = ("unit", "integration", "container", "static", "load", "cluster", "slow")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from invoke.context import Context
 
+from devstack.cluster.cli import ClusterCli
 from devstack.cluster.deploy import check_context, expected_context
 from devstack.cluster.deploy import deploy as deploy_overlay
 from devstack.cluster.deploy import rollback as rollback_rollout
-from devstack.cluster.kind import ClusterCli
 from devstack.core.console import console, status, table
 from devstack.core.errors import DevstackError
 from devstack.core.names import CONTEXT

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke.context import Context
 
-from devstack.cluster.kind import ClusterCli
+from devstack.cluster.cli import ClusterCli
 from devstack.core.console import console, status, table
 from devstack.core.errors import DevstackError, UsageError
 from devstack.verify.report import run_all

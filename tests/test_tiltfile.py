@@ -7,7 +7,8 @@ import json
 import httpx
 import pytest
 
-from devstack.cluster.kind import ClusterCli, port_forward
+from devstack.cluster.cli import ClusterCli
+from devstack.cluster.kind import port_forward
 from devstack.core.names import CONTEXT, IMAGE, NAMESPACE
 from devstack.core.net import free_port
 from devstack.core.runner import Runner

@@ -15,12 +15,9 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from devstack.cluster.binaries import program_of
-
-if TYPE_CHECKING:
-    from devstack.cluster.kind import ClusterCli
+from devstack.cluster.cli import ClusterCli
+from devstack.core.catalogue import program_of
 
 Log = Callable[[str], None]
 NAMESPACE = "kube-flannel"

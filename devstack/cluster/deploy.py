@@ -14,15 +14,14 @@ from typing import Any
 
 import yaml
 
-from devstack.cluster.kind import ClusterCli
-from devstack.cluster.render import OVERLAYS, render
+from devstack.cluster.cli import ClusterCli
+from devstack.cluster.render import OVERLAYS, pod_spec, render, workloads
 from devstack.cluster.secrets import PULL_SECRET, RegistryAuth, fill_secret, secret_values
 from devstack.core.errors import CommandError, DevstackError
 from devstack.core.names import CONTEXT, IMAGE, NAMESPACE, SECRET
 from devstack.core.runner import Result
 from devstack.core.tokens import CHROMA_TOKEN_VARIABLE as TOKEN_VARIABLE
 from devstack.core.tokens import new_token, valid_token
-from devstack.verify.manifests import pod_spec, workloads
 
 # The contexts each overlay is meant for (the first is the default); prod names its own through
 # $VAIA_PROD_CONTEXT. dev and ci run on the local kind cluster.

@@ -21,11 +21,11 @@ from pathlib import Path
 import yaml
 
 from devstack.cluster import cni, kind_config, mirror
+from devstack.cluster.cli import ClusterCli
 from devstack.core.errors import CommandError
-from devstack.core.names import CLUSTER, CONTEXT, NAMESPACE, REGISTRY, REGISTRY_HOST, REGISTRY_PORT
+from devstack.core.names import CLUSTER, NAMESPACE, REGISTRY, REGISTRY_HOST, REGISTRY_PORT
 from devstack.core.net import port_open
 from devstack.core.process import error_output
-from devstack.core.runner import Result, Runner
 
 REGISTRY_IMAGE = "registry:2"
 CERTS_D = kind_config.CERTS_D
@@ -36,25 +36,6 @@ SERVICE_SUBNET = "10.96.0.0/16"  # kind's default serviceSubnet (kind-config.yam
 UNPROGRAMMED = "vaia: a Service address no kube-proxy rule answers yet"
 CLUSTER_TOOLS = ("docker", "kind", "kubectl")
 Log = Callable[[str], None]
-
-
-class ClusterCli:
-    """docker, kind and kubectl; kubectl always with `context`, never whatever is current."""
-
-    def __init__(self, runner: Runner, context: str = CONTEXT) -> None:
-        self.runner = runner
-        self.context = context
-
-    def docker(self, *args: str, check: bool = True, stdin: str | None = None) -> Result:
-        return self.runner.run("docker", *args, check=check, stdin=stdin)
-
-    def kind(self, *args: str, check: bool = True) -> Result:
-        return self.runner.run("kind", *args, check=check)
-
-    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> Result:
-        return self.runner.run(
-            "kubectl", "--context", self.context, *args, check=check, stdin=stdin
-        )
 
 
 @dataclass(frozen=True)

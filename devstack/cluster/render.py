@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from devstack.core.errors import DevstackError
 from devstack.core.names import IMAGE
 from devstack.core.runner import Runner
 
-Obj = dict[str, Any]
+Obj = dict[str, Any]  # one rendered object, as YAML loads it
 OVERLAYS = ("dev", "ci", "prod")
 
 
@@ -60,3 +61,30 @@ def _compose_default(value: str) -> str:
 def _is_agent(image: str) -> bool:
     name = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
     return name == IMAGE
+
+
+# --- the rendered objects, read (the one set of accessors: deploy, verify and the tests) ---
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+
+
+def by_kind(objs: Iterable[Obj], kind: str) -> list[Obj]:
+    return [o for o in objs if o.get("kind") == kind]
+
+
+def find(objs: Iterable[Obj], kind: str, name: str) -> Obj | None:
+    return next((o for o in objs if o.get("kind") == kind and o["metadata"]["name"] == name), None)
+
+
+def workloads(objs: Iterable[Obj]) -> Iterator[Obj]:
+    return (o for o in objs if o.get("kind") in WORKLOAD_KINDS)
+
+
+def pod_spec(workload: Obj) -> Obj:
+    spec: Obj = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def pod_labels(workload: Obj) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"].get("labels", {})
+    return labels

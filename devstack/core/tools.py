@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from devstack.core.catalogue import pinned
 from devstack.core.errors import MissingToolError
 from devstack.core.names import REPO
 from devstack.core.process import Invocation, execute
@@ -100,12 +101,10 @@ BUILD_HINT = "invoke cluster.build   (builds the pinned version from source into
 
 
 def locate_pinned(binary: str, path_too: bool = False) -> Callable[[], list[str] | None]:
-    """A binary of the local engine: its pinned build in the cache (devstack/cluster/binaries.py);
-    for kubectl and tilt, which users also install themselves, else the one on PATH."""
+    """A pinned binary: its build in the cache (devstack/core/catalogue.py); for kubectl and tilt,
+    which users also install themselves, else the one on PATH."""
 
     def locate() -> list[str] | None:
-        from devstack.cluster.binaries import pinned
-
         found = pinned(binary)
         if found is not None:
             return [str(found)]

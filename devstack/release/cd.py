@@ -9,8 +9,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.cluster.cli import ClusterCli
 from devstack.cluster.deploy import deploy
-from devstack.cluster.kind import ClusterCli, port_forward
+from devstack.cluster.kind import port_forward
 from devstack.core.names import IMAGE
 from devstack.core.net import free_port
 from devstack.image.build import build_image

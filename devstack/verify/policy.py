@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
+from devstack.cluster.render import Obj
 from devstack.core.errors import CommandError
 from devstack.core.runner import Runner
 
-Obj = dict[str, Any]
 MIN_REASON = 20  # characters: a reason, not a placeholder
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
+from devstack.cluster.cli import ClusterCli
 from devstack.cluster.deploy import manifests_for
-from devstack.cluster.kind import ClusterCli
 from devstack.cluster.render import Obj
 from devstack.core.names import NAMESPACE
 

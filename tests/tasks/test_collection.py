@@ -66,10 +66,10 @@ def nothing_built(monkeypatch, *tools_missing: str) -> None:
 
 
 def not_root(monkeypatch, *tools_missing: str) -> None:
-    from devstack.core import setup
+    from devstack import provision
 
     missing(monkeypatch, *tools_missing)
-    monkeypatch.setattr(setup, "is_root", lambda: False)
+    monkeypatch.setattr(provision, "is_root", lambda: False)
 
 
 def no_model(monkeypatch) -> None:

@@ -1,5 +1,5 @@
-"""The pinned programs: the wrapper module each is built from, the checksums it trusts,
-and the cache keyed by version and recipe. The builds themselves run in `invoke setup` (and so in
+"""The Go build of the pinned programs: the wrapper module each is built from and the checksums
+it trusts. The builds themselves run in `invoke setup` (and so in
 every `.ci/run`); here, the decisions, on go.mod texts of the shapes the pinned modules have."""
 
 import dataclasses
@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from devstack.cluster import binaries as b
+from devstack.core.catalogue import PROGRAMS, GoProgram
 from devstack.core.errors import CommandError
 
 pytestmark = pytest.mark.unit
@@ -46,8 +47,8 @@ replace (
 """
 
 
-def program(name: str) -> b.GoProgram:
-    return next(p for p in b.PROGRAMS if p.name == name)
+def program(name: str) -> GoProgram:
+    return next(p for p in PROGRAMS if p.name == name)
 
 
 def test_staging_modules_are_replaced_by_their_release() -> None:
@@ -99,31 +100,6 @@ def test_only_the_modules_the_checksum_database_cannot_answer_take_the_projects_
     (tmp_path / "go.sum").write_text("github.com/docker/buildx v0.32.1 h1:stale=\n")
     with pytest.raises(CommandError, match=r"no checksum for github\.com/tilt-dev/starlark-lsp"):
         b.project_checksums(program("tilt"), tmp_path)
-
-
-def test_the_cache_is_keyed_by_version_and_recipe(monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv("VAIA_CACHE_DIR", str(tmp_path))
-    metrics = program("metrics-server")
-    other = dataclasses.replace(metrics, ldflags=("-X main.version=other",))
-    newer = dataclasses.replace(metrics, version="0.7.3")
-    assert len({metrics.folder, other.folder, newer.folder}) == 3
-    assert metrics.folder.parent == tmp_path / "bin"
-    assert metrics.folder.name.startswith("metrics-server-v0.7.2-")
-    assert not metrics.built
-    metrics.path("metrics-server").parent.mkdir(parents=True)
-    metrics.path("metrics-server").write_text("")
-    assert not metrics.built  # its kept manifests are part of the build
-    metrics.kept("manifests/base").mkdir(parents=True)
-    assert metrics.built
-    assert b.pinned("metrics-server") == metrics.path("metrics-server")
-
-
-def test_every_pinned_binary_belongs_to_one_program() -> None:
-    binaries = [binary for p in b.PROGRAMS for binary in p.commands]
-    assert len(binaries) == len(set(binaries))
-    assert {"kube-apiserver", "kubelet", "kubeadm", "etcd", "kind", "tilt", "trivy-db"} <= set(
-        binaries
-    )
 
 
 def test_a_substitute_is_a_replace_line_and_keys_its_program_alone() -> None:

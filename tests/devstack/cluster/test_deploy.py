@@ -7,8 +7,8 @@ import pytest
 from invoke import Exit, MockContext
 from invoke import Result as InvokeResult
 
+from devstack.cluster.cli import ClusterCli
 from devstack.cluster.deploy import DeployError, check_context, deploy, pin_image, rollback
-from devstack.cluster.kind import ClusterCli
 from devstack.cluster.render import render
 from devstack.cluster.secrets import SecretError
 from devstack.core.runner import Result, Runner

@@ -40,7 +40,7 @@ def test_missing_tool_message_says_what_to_install(monkeypatch, tmp_path) -> Non
 
 
 def test_a_pinned_build_in_the_cache_is_found_before_the_path(monkeypatch, tmp_path) -> None:
-    from devstack.cluster.binaries import program_of
+    from devstack.core.catalogue import program_of
 
     fake_tool(tmp_path, "kubectl", "Client Version: v1.30.0")
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -69,7 +69,7 @@ def test_too_old_tool_is_refused(monkeypatch, tmp_path) -> None:
 
 def test_a_pinned_build_comes_before_the_one_on_path(monkeypatch, tmp_path) -> None:
     """kind (like kubectl and tilt): the build of the pinned version in the cache, else PATH's."""
-    from devstack.cluster.binaries import program_of
+    from devstack.core.catalogue import program_of
 
     fake_tool(tmp_path, "kind", "kind v0.11.1 go1.16")
     monkeypatch.setenv("PATH", str(tmp_path))

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import yaml
 
-from devstack.cluster.kind import ClusterCli
+from devstack.cluster.cli import ClusterCli
 from devstack.core.names import CONTEXT, NAMESPACE
 from devstack.core.runner import Runner
 from devstack.verify.report import run_all

@@ -1,51 +1,35 @@
-"""What a machine needs before the whole suite can pass, and `invoke setup`, which provides it.
+"""`invoke setup`: what the machine needs before the whole suite can pass, provided, idempotently.
 
-Each test tier needs some external tools (TIER_TOOLS). `invoke test` checks those of the tiers it
-is about to run and, when one is missing, says so in one line per tool, with how to get it,
-before running anything. `invoke setup` installs what is missing and is idempotent: Debian
-packages through apt when run as root (one line naming them otherwise), the Docker daemon
+Debian packages through apt when run as root (one line naming them otherwise), the Docker daemon
 started (with the runtime wrapper where the host cannot grant a capability privileged containers
 ask for: devstack/host/privileged.py), checkov in a virtualenv of its own, the pinned programs
 built from source into the cache (devstack/cluster/binaries.py), kubectl at the pinned Kubernetes
-version among them, and Trivy's database from the advisory records when there are some.
+version among them, and Trivy's database from the advisory records when there are some. Above
+every layer it uses; the check it ends with is the preflight's (devstack/core/preflight.py).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
+from devstack.cluster.binaries import build_all
 from devstack.core.errors import DevstackError, MissingToolError
 from devstack.core.names import REPO
+from devstack.core.preflight import TIERS, missing_tools
 from devstack.core.process import daemonize
 from devstack.core.runner import Runner
-from devstack.core.tools import TOOLS, ToolStatus, inspect
+from devstack.core.tools import TOOLS, inspect
 from devstack.core.wait import wait_until
 from devstack.host import privileged
+from devstack.image.docker import Docker
+from devstack.release import vulndb
 
 Log = Callable[[str], None]
 
-# What kind on this machine needs: kind, kubectl and Tilt built here, and what builds kind's node
-# image without pulling (Go and Node for the builds; cc for pause, busybox for its small images,
-# debootstrap for the Debian base).
-KIND = ("kind", "kubectl", "tilt", "go", "node", "cc", "busybox", "debootstrap")
-# The external tools each tier's tests run (Python packages come with `pip install -e .[dev]`).
-TIER_TOOLS: dict[str, tuple[str, ...]] = {
-    "unit": ("git",),
-    "integration": ("redis-server", "wrk", "chromium", "git"),
-    "static": ("kubectl", "hadolint", "trivy", "actionlint", "zizmor", "checkov"),
-    "container": (
-        *("docker", "compose", "debootstrap", "docker-registry"),
-        *("trivy", "trivy-db", "go", "git"),
-    ),
-    "load": ("locust",),
-    "cluster": ("docker", "trivy", "trivy-db", *KIND),
-}
-TIERS = tuple(TIER_TOOLS)
 # The Debian package that gives each tool apt can install.
 APT_PACKAGES = {
     "redis-server": "redis-server",
@@ -61,71 +45,6 @@ APT_PACKAGES = {
 }
 CHECKOV_VERSION = "3.3.30"
 CHECKOV_VENV = REPO / ".venv-checkov"
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def selected_tiers(expression: str) -> list[str]:
-    """The tiers a `-m` expression can select (every test has exactly one tier; `slow` may be
-    on it or not). The words are checked against the known ones before anything is evaluated."""
-    if not expression.strip():
-        return list(TIERS)
-    chosen = []
-    for tier in TIERS:
-        for slow in (False, True):
-            values = {name: name == tier for name in TIERS} | {"slow": slow}
-            if _evaluate(expression, values):
-                chosen.append(tier)
-                break
-    return chosen
-
-
-def _evaluate(expression: str, values: dict[str, bool]) -> bool:
-    def word(match: re.Match[str]) -> str:
-        name = match.group(0)
-        return name if name in ("and", "or", "not") else str(values[name])
-
-    python = _WORD.sub(word, expression)
-    return bool(eval(python, {"__builtins__": {}}))  # noqa: S307 - only True/False/and/or/not
-
-
-@dataclass(frozen=True)
-class Missing:
-    tool: str
-    tiers: tuple[str, ...]
-    problem: str
-
-    def line(self) -> str:
-        return f"missing for the {', '.join(self.tiers)} tier(s): {self.problem}"
-
-
-def missing_tools(
-    tiers: Iterable[str], inspect_tool: Callable[[str], ToolStatus] = inspect
-) -> list[Missing]:
-    """Every tool the tiers need that cannot run here, with its install line."""
-    needed: dict[str, list[str]] = {}
-    for tier in tiers:
-        for tool in TIER_TOOLS[tier]:
-            needed.setdefault(tool, []).append(tier)
-    found = []
-    for tool, by in needed.items():
-        status = inspect_tool(tool)
-        if not status.ok:
-            found.append(Missing(tool, tuple(by), status.problem or f"{tool} unavailable"))
-    return found
-
-
-def preflight(
-    tiers: Iterable[str], log: Log, inspect_tool: Callable[[str], ToolStatus] = inspect
-) -> None:
-    """`invoke test`'s check: one line per missing tool, then one error, before any test runs."""
-    missing = missing_tools(tiers, inspect_tool)
-    for item in missing:
-        log(item.line())
-    if missing:
-        raise MissingToolError(
-            f"{len(missing)} tool(s) missing for the selected tiers: `invoke setup` installs "
-            "them (system packages as root), or install each as listed above"
-        )
 
 
 # --- invoke setup ---------------------------------------------------------------------------
@@ -153,8 +72,6 @@ def install_packages(runner: Runner, log: Log, root: bool | None = None) -> list
 
 def start_docker(runner: Runner, log: Log, wait_seconds: float = 60) -> None:
     """The Docker daemon answering; started in the background (as root) when it is not."""
-    from devstack.image.docker import Docker
-
     client = Docker(runner)
     try:
         client.daemon_ready()
@@ -198,10 +115,6 @@ def install_checkov(runner: Runner, log: Log, venv: Path = CHECKOV_VENV) -> None
 def vulnerability_database(runner: Runner, log: Log) -> None:
     """Trivy's database for `invoke scan --offline`, built from the advisory records when there
     are some (rebuilt once a day: the gate refuses a stale one in CI)."""
-    from datetime import UTC, datetime
-
-    from devstack.release import vulndb
-
     source = vulndb.default_advisories_dir()
     if not source.is_dir():
         log(f"vulnerability database: no advisory records at {source} (invoke vulndb --help)")
@@ -218,8 +131,6 @@ def vulnerability_database(runner: Runner, log: Log) -> None:
 
 
 def setup(runner: Runner, log: Log) -> None:
-    from devstack.cluster.binaries import build_all
-
     install_packages(runner, log)
     start_docker(runner, log)
     if is_root():  # kind's privileged nodes, on a host that cannot grant every capability

@@ -1,12 +1,10 @@
-"""What a machine needs per tier, `invoke test`'s preflight, and `invoke setup`'s decisions."""
-
-import dataclasses
+"""What a machine needs per tier, and `invoke test`'s preflight."""
 
 import pytest
 
-from devstack.core import setup, tools
+from devstack.core import preflight as setup
+from devstack.core import tools
 from devstack.core.errors import MissingToolError
-from devstack.core.runner import Runner
 
 pytestmark = pytest.mark.unit
 
@@ -59,18 +57,3 @@ def test_nothing_is_said_when_the_selected_tiers_have_their_tools() -> None:
 def test_every_tool_a_tier_needs_is_in_the_tool_table() -> None:
     for tier, needed in setup.TIER_TOOLS.items():
         assert set(needed) <= set(tools.TOOLS), tier
-    assert set(setup.APT_PACKAGES) <= set(tools.TOOLS)
-
-
-def test_without_root_the_missing_packages_are_named_in_one_line(monkeypatch) -> None:
-    monkeypatch.setitem(
-        tools.TOOLS,
-        "wrk",
-        dataclasses.replace(tools.TOOLS["wrk"], binary="/nonexistent/wrk", locate=lambda: None),
-    )
-    ran: list[list[str]] = []
-    runner = Runner(resolve=lambda tool: [tool], execute=lambda argv, how: ran.append(argv))
-    with pytest.raises(MissingToolError) as failed:
-        setup.install_packages(runner, print, root=False)
-    assert str(failed.value).startswith("system packages missing: run as root: apt-get update")
-    assert " wrk" in str(failed.value) and ran == []
