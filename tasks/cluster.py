@@ -121,6 +121,9 @@ def inner_loop_up(
 def inner_loop_down(c: Context) -> None:
     """`tilt down` (if Tilt is installed), then cluster.down."""
     cli = ClusterCli(runner())
+    # kind and kubectl first: a missing one must stop `down` before `tilt down` deletes anything
+    # (a test of that mistake met a real tilt down of the running cluster's resources).
+    cli.runner.preflight(*CLUSTER_TOOLS)
     if inspect("tilt").ok:
         tilt_down(cli.runner, ROOT, cli.context)
     cluster_down(cli, console.print)

@@ -104,6 +104,17 @@ def no_kubeconfig(monkeypatch) -> None:
     monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
 
 
+def kind_missing_and_no_tilt_down(monkeypatch) -> None:
+    """kind missing: `invoke down` must stop before `tilt down` touches whatever cluster the
+    kubeconfig names (it once ran first, for real)."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("tilt down ran although kind is missing")
+
+    missing(monkeypatch, "kind")
+    monkeypatch.setattr("tasks.cluster.tilt_down", forbidden)
+
+
 SCENARIOS = {
     "dev": (["dev", "--port", "70000"], None, "--port 70000 is not a TCP port"),
     "test": (["test", "-m", "unti"], None, "unknown test tier 'unti'"),
@@ -150,7 +161,7 @@ SCENARIOS = {
         "run `invoke cluster.up`, or pass --host URL --no-hpa",
     ),
     "up": (["up"], lambda mp: missing(mp, "kind"), "kind not found"),
-    "down": (["down"], lambda mp: missing(mp, "kind"), "kind not found"),
+    "down": (["down"], lambda mp: kind_missing_and_no_tilt_down(mp), "kind not found"),
     "cluster.up": (["cluster.up"], lambda mp: missing(mp, "kind"), "kind not found"),
     "cluster.down": (["cluster.down"], lambda mp: missing(mp, "kind"), "kind not found"),
     "compose.up": (["compose.up"], lambda mp: missing(mp, "compose"), "compose not found"),
