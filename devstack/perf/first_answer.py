@@ -13,7 +13,6 @@ between the checkouts, so both meet the same machine.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import statistics
 import tarfile
 import tempfile
@@ -25,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from devstack.core.checkout import copy_checkout
 from devstack.core.errors import DevstackError
 from devstack.core.names import REPO
 from devstack.core.runner import Runner
@@ -72,18 +72,7 @@ def export(ref: str | None, folder: Path) -> Path:
             files.extractall(folder, filter="data")
         archive.unlink()
         return folder
-    listed = git.run(
-        "git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard",
-        timeout=60,
-    )  # fmt: skip
-    tracked = listed.stdout.split("\0")
-    for name in filter(None, tracked):
-        source = REPO / name
-        if source.is_file():
-            target = folder / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return folder
+    return copy_checkout(REPO, folder, git)
 
 
 def one_round(checkout: Path) -> Round:
