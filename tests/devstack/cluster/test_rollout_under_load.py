@@ -19,7 +19,11 @@ pytestmark = pytest.mark.cluster
 
 def settled() -> bool:
     """Every agent pod answers /ready with nothing degraded (the runbooks seeded): a load that
-    starts earlier meets the seeding, not the rollout."""
+    starts earlier meets the seeding, not the rollout. And the Deployment's status counts them
+    ready (it lags the pods: a watch started at once once read 1 of 2)."""
+    status = get("-n", NAMESPACE, "get", f"deployment/{IMAGE}")["status"]
+    if status.get("readyReplicas", 0) < 2:
+        return False
     pods = get("-n", NAMESPACE, "get", "pods", "-l", f"app.kubernetes.io/name={IMAGE}")["items"]
     for pod in pods:
         # Through the API server's pod proxy: the pods' addresses are inside kind's nodes.
