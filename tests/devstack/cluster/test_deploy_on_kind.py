@@ -14,11 +14,11 @@ KEY = "k-deploy-secret-value-77"
 
 
 def deploy(image: str, *flags: str, check: bool = True) -> str:
-    """A deploy expected to fail waits 30 s for its rollout, one expected to pass up to 240 s
+    """A deploy expected to fail waits 20 s for its rollout, one expected to pass up to 240 s
     (the stores start beside the agents in a fresh namespace)."""
     return invoke(
         "deploy", "--image", image,
-        "--timeout", "240s" if check else "30s", *flags, check=check, timeout=900,
+        "--timeout", "240s" if check else "20s", *flags, check=check, timeout=900,
     )  # fmt: skip
 
 
