@@ -127,7 +127,8 @@ AGENT_RULES = (
     Rule("/agent/prompts.py", PROMPT),
     Rule("/agent/llm/gemini.py", PROMPT, _in(_PROMPT_FUNCTIONS)),
     Rule("/agent/llm/gemini.py", GEMINI),
-    Rule("/agent/llm/pool.py", GEMINI),
+    Rule("/agent/llm/http.py", GEMINI),
+    Rule("/agent/llm/pool.py", GEMINI),  # the agent of c63b5ca: httpx in shards
     Rule("/agent/llm/sse.py", GEMINI),
     Rule("/agent/llm/breaker.py", GEMINI),
     Rule("/agent/llm/offline.py", ANSWER),
