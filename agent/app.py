@@ -147,6 +147,9 @@ def create_app(settings: Settings | None = None, components: Components | None =
             log.info("agent stopped")
 
     app = FastAPI(
+        # The agent's metrics are its own (/metrics, Prometheus). FastAPI's OpenTelemetry looks
+        # for configured providers on every request otherwise (environment variables included).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         title="VAIA agent",
         version=__version__,
         description="A vertical AI agent for platform and SRE runbooks.",
