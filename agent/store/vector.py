@@ -36,6 +36,7 @@ from agent.domain import Passage
 from agent.embeddings.base import Embedder
 from agent.knowledge.chunking import Chunk
 from agent.metrics import Metrics
+from agent.store.batch import Batcher, Nearest
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -112,6 +113,8 @@ class KnowledgeStore:
         # Chunks read so far, by id (written in the pool's threads, read on the loop: a dict's
         # get and set are atomic); the oldest go first past KNOWN_CHUNKS.
         self._chunks: dict[str, _Chunk] = {}
+        # Searches that arrive while one is answered go to Chroma together (store/batch.py).
+        self._searches = Batcher(self._query, settings.chroma_timeout_seconds)
 
     @property
     def mode(self) -> str:
@@ -242,26 +245,38 @@ class KnowledgeStore:
         [vector] = await self.embedder.embed([text], "query")
         if not any(vector):
             return []  # nothing to match on (for example a question of stop words only)
-
-        embeddings: list[Sequence[float]] = [vector]
-
-        def query(connection: _Connection) -> list[tuple[str, float]]:
-            found = connection.collection.query(
-                query_embeddings=embeddings, n_results=top_k, include=["distances"]
-            )
-            distances = (found.get("distances") or [[]])[0]
-            pairs = zip(found["ids"][0], distances, strict=False)  # Chroma aligns them
-            scored = [(chunk_id, 1.0 - float(d)) for chunk_id, d in pairs]
-            nearest = [(chunk_id, score) for chunk_id, score in scored if score >= min_score]
-            self._read_chunks(connection, [i for i, _ in nearest if i not in self._chunks])
-            return nearest
-
+        try:
+            nearest = await self._searches.search(vector, top_k)
+        except TimeoutError as exc:  # waited past the deadline for a call under way
+            self._metrics.dependency_up.labels("chromadb").set(0)
+            raise StoreUnavailableError(
+                f"ChromaDB at {self.location} failed (query): timed out"
+            ) from exc
         passages = []
-        for chunk_id, score in await self._run("query", query):
+        for chunk_id, score in nearest:
             chunk = self._chunks.get(chunk_id)
-            if chunk is not None:  # else deleted between the query and the read
+            if score >= min_score and chunk is not None:  # else deleted since the query
                 passages.append(Passage(chunk_id, *chunk, score=score))
         return passages
+
+    async def _query(self, vectors: list[Sequence[float]], top_k: int) -> list[Nearest]:
+        """One query call for the vectors of searches that arrived together (in a pool
+        thread): the nearest chunks' ids and scores, reading the chunks not read before."""
+
+        def query(connection: _Connection) -> list[Nearest]:
+            found = connection.collection.query(
+                query_embeddings=vectors, n_results=top_k, include=["distances"]
+            )
+            distances = found.get("distances") or []
+            nearest = [
+                [(chunk_id, 1.0 - float(d)) for chunk_id, d in zip(ids, ds, strict=False)]
+                for ids, ds in zip(found["ids"], distances, strict=False)  # Chroma aligns them
+            ]
+            unread = {i for found_ in nearest for i, _ in found_ if i not in self._chunks}
+            self._read_chunks(connection, sorted(unread))
+            return nearest
+
+        return await self._run("query", query)
 
     def _read_chunks(self, connection: _Connection, ids: list[str]) -> None:
         """Text and metadata of chunks not read before (in a pool thread)."""
@@ -341,6 +356,7 @@ class KnowledgeStore:
         return await self._run("get", ids)
 
     def close(self) -> None:
+        self._searches.close()
         self._drop(self._connection)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
