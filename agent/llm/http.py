@@ -16,8 +16,7 @@ was), HTTP/2.
   before answering anything goes again once, on a new connection (the server closed an idle
   connection as it was taken: it processed nothing).
 - Answers: Content-Length or chunked (httptools decodes the chunks), decompressed when the
-  server compressed them: gzip, deflate, and br where brotli is installed, the encodings httpx
-  asks for, so that the requests stay the SDK's (tests/agent/llm/test_gemini_wire.py).
+  server compressed them, in the encodings httpx asks for (agent/llm/encodings.py).
 - Failures: ConnectError (no connection), RemoteProtocolError (the connection ended before the
   answer did, or the answer is not HTTP). A call given up (cancelled, or its answer left unread)
   closes its connection: the server sees its client go.
@@ -29,15 +28,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import ssl
-import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Protocol, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
+
+from agent.llm.encodings import ACCEPT_ENCODING, UnsupportedEncodingError, decoder
 
 
 class TransportError(Exception):
@@ -50,68 +49,6 @@ class ConnectError(TransportError):
 
 class RemoteProtocolError(TransportError):
     """The connection ended before the answer did, or what came is not HTTP."""
-
-
-class _Decoder(Protocol):
-    def decompress(self, data: bytes) -> bytes: ...
-    def flush(self) -> bytes: ...
-
-
-class _Brotli:
-    def __init__(self, module: Any) -> None:
-        self._decompressor = module.Decompressor()
-
-    def decompress(self, data: bytes) -> bytes:
-        out: bytes = self._decompressor.process(data)
-        return out
-
-    def flush(self) -> bytes:
-        return b""
-
-
-class _Deflate:
-    """zlib's wrapper, or raw deflate as some servers send it (as httpx reads both)."""
-
-    def __init__(self) -> None:
-        self._first = True
-        self._decompressor = zlib.decompressobj()
-
-    def decompress(self, data: bytes) -> bytes:
-        if self._first:
-            self._first = False
-            try:
-                return self._decompressor.decompress(data)
-            except zlib.error:
-                self._decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
-        return self._decompressor.decompress(data)
-
-    def flush(self) -> bytes:
-        return self._decompressor.flush()
-
-
-def _brotli() -> Any:
-    try:
-        return importlib.import_module("brotli")  # optional, and untyped
-    except ImportError:
-        return None
-
-
-_BROTLI = _brotli()
-# What httpx asks for where it runs (it adds br when brotli is installed).
-ACCEPT_ENCODING = "gzip, deflate" + (", br" if _BROTLI is not None else "")
-
-
-def _decoder(encoding: str) -> _Decoder | None:
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return None
-    if encoding == "gzip":
-        return zlib.decompressobj(zlib.MAX_WBITS | 16)
-    if encoding == "deflate":
-        return _Deflate()
-    if encoding == "br" and _BROTLI is not None:
-        return _Brotli(_BROTLI)
-    raise RemoteProtocolError(f"the server sent an encoding this client cannot read: {encoding}")
 
 
 class _Exchange:
@@ -272,7 +209,11 @@ class Response:
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         self.headers: Mapping[str, str] = headers
         self.content = b""
-        self._decoder = _decoder(headers.get("content-encoding", ""))
+        try:
+            self._decoder = decoder(headers.get("content-encoding", ""))
+        except UnsupportedEncodingError as exc:
+            connection.close()
+            raise RemoteProtocolError(str(exc)) from exc
 
     @property
     def is_success(self) -> bool:
