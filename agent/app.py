@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from agent import __version__
 from agent.api.admission import AdmissionControl
 from agent.api.cancellation import CancelOnDisconnect
+from agent.api.guard import V1Guard
 from agent.api.middleware import RequestContextMiddleware
 from agent.api.openapi import state_runtime_limits
 from agent.api.routes import health, infer, knowledge, stream
@@ -159,7 +160,8 @@ def create_app(settings: Settings | None = None, components: Components | None =
         redoc_url=None,
     )
     # Added innermost first: the request context wraps everything, then admission (a refusal
-    # costs nothing more), then cancellation of what was admitted.
+    # costs nothing more), then cancellation of what was admitted, then auth and the rate limit.
+    app.add_middleware(V1Guard)
     app.add_middleware(CancelOnDisconnect, metrics=metrics, paths=INFERENCE_PATHS)
     app.add_middleware(
         AdmissionControl,
