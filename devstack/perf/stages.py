@@ -106,7 +106,8 @@ CLAIM_RULES = (
 # The agent's own code, first match wins; a file not named here (the app factory, the entry
 # point, settings) names no stage: its frames are the outer ones of every stack.
 AGENT_RULES = (
-    Rule("/agent/api/deps.py", AUTH),
+    Rule("/agent/api/guard.py", AUTH),
+    Rule("/agent/api/deps.py", AUTH),  # the agent of c63b5ca: auth as a FastAPI dependency
     Rule("/agent/api/admission.py", ADMISSION),
     Rule("/agent/api/cancellation.py", CANCELLATION),
     Rule("/agent/api/middleware.py", MIDDLEWARE),
