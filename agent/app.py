@@ -177,9 +177,9 @@ def create_app(settings: Settings | None = None, components: Components | None =
     )
     _install_error_handlers(app)
     state_runtime_limits(app, settings)
-    app.include_router(health.router)
     app.include_router(infer.router)
     app.include_router(stream.router)
     app.include_router(knowledge.router)
+    app.include_router(health.router)
     mount_docs(app)
     return app
