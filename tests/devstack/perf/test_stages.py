@@ -93,8 +93,11 @@ def test_the_middlewares_own_work_and_the_guards() -> None:
     assert stage(*MIDDLEWARE, observe) == stages.MIDDLEWARE
     admission = Frame("AdmissionControl.__call__", f"{REPO}/agent/api/admission.py")
     assert stage(*MIDDLEWARE, admission) == stages.ADMISSION
-    guard = Frame("guard", f"{REPO}/agent/api/deps.py")
-    assert stage(*HANDLER[:-2], Frame("solve_dependencies", f"{SITE}/fastapi/x.py"), guard) == (
+    dependency = Frame("guard", f"{REPO}/agent/api/deps.py")  # the agent of c63b5ca
+    assert stage(
+        *HANDLER[:-2], Frame("solve_dependencies", f"{SITE}/fastapi/x.py"), dependency
+    ) == (stages.AUTH)
+    assert stage(*MIDDLEWARE, Frame("V1Guard.__call__", f"{REPO}/agent/api/guard.py")) == (
         stages.AUTH
     )
 
