@@ -70,6 +70,7 @@ class Overload:
     failures: dict[str, int]  # locust's, by error: other statuses, no HTTP answer at all
     operations_ms: dict[str, list[float]] = field(default_factory=dict)
     control_ms: list[float] = field(default_factory=list)  # a bare server, meanwhile
+    agent_cores: float | None = None  # the agent's CPU over the load, in cores
 
     def operations_max_ms(self) -> float:
         return max((max(v) for v in self.operations_ms.values() if v), default=0.0)
@@ -187,6 +188,7 @@ def overload_scenario(
         services.hello() as hello,
         OperationsProbe(agent.url, control=hello.url + "/hello") as probe,
     ):
+        cpu, started = agent.cpu_seconds(), time.perf_counter()
         stats = run_locust(
             agent.url,
             clients,
@@ -196,6 +198,7 @@ def overload_scenario(
             CLOSED_LOOP,
             ["Asker"],
         )
+        cores = (agent.cpu_seconds() - cpu) / (time.perf_counter() - started)
     none = Percentiles(None, None)
     return Overload(
         clients,
@@ -206,6 +209,7 @@ def overload_scenario(
         stats.failures_by_error,
         probe.times_ms,
         probe.control_ms,
+        cores,
     )
 
 
@@ -247,6 +251,13 @@ def _range(values: Sequence[float | None], unit: str = " ms") -> str:
         return ""
     low, high = f"{known[0]:.0f}", f"{known[-1]:.0f}"
     return f"{low}{unit}" if low == high else f"{low}-{high}{unit}"
+
+
+def _cores(values: Sequence[float | None]) -> str:
+    known = sorted(v for v in values if v is not None)
+    if not known:
+        return ""
+    return f"{known[0]:.2f}" if len(known) == 1 else f"{known[0]:.2f}-{known[-1]:.2f}"
 
 
 def serving_table(result: ServingBench) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
@@ -292,6 +303,12 @@ def serving_table(result: ServingBench) -> tuple[tuple[str, ...], list[tuple[str
             "bounded",
         ),
         ("", "refused: max", _range([r.refused.max_ms for r in runs]), "at once"),
+        (
+            "",
+            "the agent's CPU meanwhile, cores",
+            _cores([r.agent_cores for r in runs]),
+            "",
+        ),
         *[
             (
                 "",

@@ -34,6 +34,7 @@ CALM = Overload(
     {},
     {"/health": [5.0, 12.0], "/ready": [8.0], "/metrics": [20.0]},
     [3.0, 5.0],
+    0.42,
 )
 RESULT = ServingBench(
     Quota(36.2, [0.2, 5.8, 0.1], [True, True, True], 28),
@@ -60,6 +61,7 @@ def test_the_serving_table_gives_each_scenarios_figures_and_goal() -> None:
     assert values["/ready: p99"] == "8-648 ms"
     assert values["/health, /ready, /metrics: the slowest answer, run by run"] == "648, 20 ms"
     assert values["runs with every probe answered within 500 ms"] == "1 of 2"
+    assert values["the agent's CPU meanwhile, cores"] == "0.42"  # the run that measured it
     assert values["control: a bare uvicorn's /hello meanwhile, p99 / max"] == "5-41 ms / 5-41 ms"
     block = serving_block(RESULT, "2 cores")
     assert "agent: /tmp/before" in block[0]
@@ -84,3 +86,4 @@ def test_a_short_serving_run_measures_every_scenario() -> None:
         assert overload.answered.count + overload.refused.count + sum(overload.failures.values())
         assert all(overload.operations_ms.values())  # each endpoint was probed
         assert overload.control_ms  # and the bare server alike
+        assert overload.agent_cores is not None and overload.agent_cores > 0
