@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from agent import __version__
 from agent.api.admission import AdmissionControl
 from agent.api.cancellation import CancelOnDisconnect
+from agent.api.guard import V1Guard
 from agent.api.middleware import RequestContextMiddleware
 from agent.api.openapi import state_runtime_limits
 from agent.api.routes import health, infer, knowledge, stream
@@ -147,6 +148,9 @@ def create_app(settings: Settings | None = None, components: Components | None =
             log.info("agent stopped")
 
     app = FastAPI(
+        # The agent's metrics are its own (/metrics, Prometheus). FastAPI's OpenTelemetry looks
+        # for configured providers on every request otherwise (environment variables included).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         title="VAIA agent",
         version=__version__,
         description="A vertical AI agent for platform and SRE runbooks.",
@@ -156,7 +160,8 @@ def create_app(settings: Settings | None = None, components: Components | None =
         redoc_url=None,
     )
     # Added innermost first: the request context wraps everything, then admission (a refusal
-    # costs nothing more), then cancellation of what was admitted.
+    # costs nothing more), then cancellation of what was admitted, then auth and the rate limit.
+    app.add_middleware(V1Guard)
     app.add_middleware(CancelOnDisconnect, metrics=metrics, paths=INFERENCE_PATHS)
     app.add_middleware(
         AdmissionControl,
@@ -172,9 +177,9 @@ def create_app(settings: Settings | None = None, components: Components | None =
     )
     _install_error_handlers(app)
     state_runtime_limits(app, settings)
-    app.include_router(health.router)
     app.include_router(infer.router)
     app.include_router(stream.router)
     app.include_router(knowledge.router)
+    app.include_router(health.router)
     mount_docs(app)
     return app

@@ -27,7 +27,8 @@ from devstack.perf import serving as traffic
 from devstack.perf.breakdown import venv_breakdown
 from devstack.perf.image import image_bench
 from devstack.perf.reports import BenchReports, markdown
-from devstack.perf.service import machine, service_bench, service_block
+from devstack.perf.service import machine, service_bench, service_block, service_table
+from devstack.perf.stages import Profile, profile_table
 from devstack.perf.tilt_session import TiltSession
 from tasks._base import ROOT, runner, task
 from tasks.image import docker
@@ -48,8 +49,10 @@ from tasks.image import docker
         "answer evaluation, for the hashing embedder and all-MiniLM-L6-v2",
         "serving": "issue #19's traffic: a spent Gemini quota, clients that hang up, 600 "
         "concurrent clients (shedding, and the operations endpoints meanwhile)",
-        "agent_from": "--serving: a folder holding another `agent` package to measure (an "
-        "older commit's, for before-and-after figures)",
+        "overload_runs": "--serving: runs of the 600-client overload, each on a fresh agent "
+        "(default 10: the operations endpoints' goal holds in every run)",
+        "agent_from": "--service, --gemini, --serving: a folder holding another `agent` package "
+        "to measure (an older commit's checkout, for before-and-after figures)",
         "first_answer": "a newcomer's wait: from `invoke dev` on a fresh checkout (no .vaia/) to "
         "the first cited answer to the README's question",
         "baseline": "--first-answer: a git ref measured in the same run, before this checkout "
@@ -71,6 +74,7 @@ def bench(
     production: bool = False,
     answers: bool = False,
     serving: bool = False,
+    overload_runs: int = 10,
     agent_from: str = "",
     first_answer: bool = False,
     baseline: str = "",
@@ -89,19 +93,24 @@ def bench(
         raise UsageError(f"--latency-ms {latency_ms}: above 0")
     if rounds < 1:
         raise UsageError(f"--rounds {rounds}: at least 1")
+    if overload_runs < 1:
+        raise UsageError(f"--overload-runs {overload_runs}: at least 1")
     sections = (image, live_update, service, gemini, production, answers, serving, first_answer)
     run_all = not any(sections)
+    other = Path(agent_from) if agent_from else None
+    if other is not None and not (other / "agent" / "__init__.py").is_file():
+        raise UsageError(f"--agent-from {agent_from}: no agent package there")
     reports = BenchReports.for_run(ROOT, report_dir, update_docs)
     if service or run_all:
-        bench_service(reports, seconds)
+        bench_service(reports, seconds, other)
     if gemini or run_all:
-        bench_gemini(reports, seconds, latency_ms)
+        bench_gemini(reports, seconds, latency_ms, other)
     if production or run_all:
         bench_production(reports, seconds, latency_ms)
     if answers or run_all:
         bench_answers(reports)
     if serving or run_all:
-        bench_serving(reports, Path(agent_from) if agent_from else None)
+        bench_serving(reports, other, overload_runs)
     if first_answer or run_all:
         bench_first_answer(reports, baseline or None, rounds)
     if image or run_all:
@@ -112,32 +121,31 @@ def bench(
         console.print(f"written: {path}")
 
 
-def bench_service(reports: BenchReports, seconds: int) -> None:
+def bench_service(reports: BenchReports, seconds: int, agent_from: Path | None = None) -> None:
     runner().preflight("wrk")
-    results, startup = service_bench(seconds=seconds)
-    baseline = results[0]
-    rows = [
-        (
-            r.name,
-            f"{r.rps:.0f}",
-            f"{baseline.rps / r.rps if r.rps else float('inf'):.2f}x",
-            f"{r.p50_ms:.1f}",
-            f"{r.p95_ms:.1f}",
-            f"{r.p99_ms:.1f}",
-            str(r.errors),
-        )
-        for r in results
-    ]
-    columns = ("endpoint", "req/s", "vs bare", "p50 ms", "p95 ms", "p99 ms", "errors")
-    title = "service benchmark (wrk, 8 connections, one process each)"
+    result = service_bench(seconds=seconds, agent_from=agent_from)
+    columns, rows = service_table(result)
+    title = f"service benchmark (wrk, 8 connections, one process each; agent: {result.label})"
     console.print(table(title, columns, rows, right=columns[1:]))
-    console.print(f"invoke dev: ready with the knowledge base seeded after {startup:.2f} s")
-    reports.section("service", service_block(results, startup, seconds))
+    console.print(f"agent CPU per cache hit: {result.hit_cpu_ms:.3f} ms")
+    if result.startup_s is not None:
+        console.print(f"invoke dev: ready and seeded after {result.startup_s:.2f} s")
+    print_profile(result.hit_profile)
+    reports.section("service", service_block(result, seconds))
 
 
-def bench_gemini(reports: BenchReports, seconds: int, latency_ms: float) -> None:
+def print_profile(profile: Profile | None) -> None:
+    if profile is not None:
+        columns, rows = profile_table([profile])
+        title = f"where the CPU goes: {profile.name}"
+        console.print(table(title, columns, rows, right=columns[1:]))
+
+
+def bench_gemini(
+    reports: BenchReports, seconds: int, latency_ms: float, agent_from: Path | None = None
+) -> None:
     runner().preflight("wrk")
-    result = network.gemini_bench(seconds, latency_ms)
+    result = network.gemini_bench(seconds, latency_ms, agent_from=agent_from)
     columns, rows = network.gemini_table(result)
     title = f"the Gemini path (stand-in answering after {latency_ms:g} ms, every request a miss)"
     console.print(table(title, columns, rows, right=columns[1:]))
@@ -145,6 +153,7 @@ def bench_gemini(reports: BenchReports, seconds: int, latency_ms: float) -> None
     if rows:
         title = "streamed answers (stand-in streaming 5 chunks over 1 s)"
         console.print(table(title, columns, rows, right=columns[1:]))
+    print_profile(result.profile)
     reports.section("gemini", network.gemini_block(result, machine()))
     network.plot_gemini(result, reports.plot_path("gemini"))
 
@@ -173,10 +182,8 @@ def bench_answers(reports: BenchReports) -> None:
     evaluation.plot_answers(runs, reports.plot_path("answers"))
 
 
-def bench_serving(reports: BenchReports, agent_from: Path | None) -> None:
-    if agent_from is not None and not (agent_from / "agent" / "__init__.py").is_file():
-        raise UsageError(f"--agent-from {agent_from}: no agent package there")
-    result = traffic.serving_bench(agent_from)
+def bench_serving(reports: BenchReports, agent_from: Path | None, overload_runs: int = 10) -> None:
+    result = traffic.serving_bench(agent_from, overload_runs=overload_runs)
     columns, rows = traffic.serving_table(result)
     title = f"serving under issue #19's traffic (agent: {result.label})"
     console.print(table(title, columns, rows, right=("value",)))

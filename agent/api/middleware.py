@@ -18,7 +18,7 @@ from agent.logs import request_id_var
 from agent.metrics import Metrics
 
 access_log = logging.getLogger("agent.access")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 # Metric labels must stay bounded: any other method (WebDAV's, invented ones) is "other".
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -57,19 +57,24 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        header_bytes = 0
+        incoming, declared = b"", b""
+        for name, value in scope["headers"]:  # ASGI header names are lower-case bytes
+            header_bytes += len(name) + len(value)
+            if name == b"x-request-id":
+                incoming = value
+            elif name == b"content-length":
+                declared = value
         # Before anything reads them (auth would hash a 1 MB key): refuse oversized headers.
-        header_bytes = sum(len(k) + len(v) for k, v in scope["headers"])
         if header_bytes > self.max_header_bytes:
             await self._refuse_headers(scope, send, header_bytes, started)
             return
-        incoming, declared = "", ""
-        for name, value in scope["headers"]:  # ASGI header names are lower-case bytes
-            if name == b"x-request-id":
-                incoming = value.decode("latin-1")
-            elif name == b"content-length":
-                declared = value.decode("latin-1")
         # 32 random hex digits, like uuid4().hex, at a third of its cost.
-        request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
+        request_id = (
+            incoming.decode("latin-1")
+            if incoming and _REQUEST_ID.match(incoming)
+            else os.urandom(16).hex()
+        )
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500

@@ -1,10 +1,10 @@
 """Gemini embeddings (gemini-embedding-001 by default), batched and retried like generation.
 
-Requests go through the SDK's API client with bodies built here (agent/llm/gemini.py says why;
-tests/agent/llm/test_gemini_wire.py checks they are the SDK's). Query vectors are kept in a small
-LRU cache: the same question comes back with another session history (a different answer-cache
-key), after an ingest invalidated the answers, and as the model's own search_knowledge queries;
-its vector depends only on the text, the model and the dimensions.
+Requests go through the agent's Gemini client with bodies built here (agent/llm/gemini.py says
+why; tests/agent/llm/test_gemini_wire.py checks they are the SDK's). Query vectors are kept in a
+small LRU cache: the same question comes back with another session history (a different
+answer-cache key), after an ingest invalidated the answers, and as the model's own
+search_knowledge queries; its vector depends only on the text, the model and the dimensions.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Gemini through its documented REST API (ai.google.dev/api): generateContent,
 streamGenerateContent?alt=sse and batchEmbedContents, POSTed as JSON with the key in the
-`x-goog-api-key` header, over one shared httpx client; retries with backoff (tenacity) on 429/5xx
-and transport failures, and a mapping of every failure onto the LLMError hierarchy.
+`x-goog-api-key` header, over one shared HTTP client (agent/llm/http.py: keep-alive connections,
+httptools' parser); retries with backoff (tenacity) on 429/5xx and transport failures, and a
+mapping of every failure onto the LLMError hierarchy.
 
 The agent builds the JSON bodies and reads the answers itself rather than through google-genai's
 typed layer, which turned each request into pydantic models and back into dicts, and each answer
@@ -26,7 +27,6 @@ import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, Literal, TypeVar
 
-import httpx
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -37,6 +37,7 @@ from tenacity import (
 
 from agent import __version__
 from agent.config import Settings
+from agent.llm import http
 from agent.llm.base import (
     Completion,
     LLMAuthError,
@@ -48,7 +49,6 @@ from agent.llm.base import (
     ToolCall,
 )
 from agent.llm.breaker import Breaker, BreakerPolicy, parse_retry_after, parse_retry_delay
-from agent.llm.pool import ShardedTransport
 from agent.llm.sse import json_events
 from agent.metrics import Metrics
 from agent.prompts import Prompt
@@ -65,7 +65,6 @@ TEMPERATURE = 0.2
 # then each generate round, one after the other), so the pool must be at least the number of
 # requests a pod carries at once (100: docs/benchmarks.md, "Per-pod concurrency"); with httpx's
 # default of 20 kept alive, the 21st concurrent call opened, and then closed, a connection.
-# In shards (agent/llm/pool.py says why).
 POOL_CONNECTIONS = 128
 KEEPALIVE_SECONDS = 30.0
 _CITATION = re.compile(r"\[(\d{1,3})\]")
@@ -90,11 +89,12 @@ class GeminiAPIError(Exception):
         super().__init__(f"{code} {self.status}: {self.message}")
 
 
-async def raise_for_status(response: httpx.Response) -> None:
+async def raise_for_status(response: http.Response) -> None:
     """GeminiAPIError for a non-2xx answer, with what its body says (read whole first)."""
     if response.is_success:
         return
-    await response.aread()
+    if not response.content:
+        await response.aread()
     try:
         body = json.loads(response.content)
     except ValueError:
@@ -113,7 +113,7 @@ def _is_retryable(exc: BaseException) -> bool:
         if exc.code == 429 or _retry_after(exc) is not None:
             return False
         return exc.code in RETRYABLE_STATUS
-    return isinstance(exc, (httpx.TransportError, TimeoutError))
+    return isinstance(exc, (http.TransportError, TimeoutError))
 
 
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -151,11 +151,9 @@ def map_error(exc: BaseException) -> LLMError:
             unavailable.retry_after = _retry_after(exc)
             return unavailable
         return LLMBadResponseError(message)
-    if isinstance(exc, httpx.TimeoutException):
-        return LLMTimeoutError(f"Gemini did not answer in time ({type(exc).__name__})")
     if isinstance(exc, TimeoutError):  # our deadline on the whole call (asyncio.timeout)
         return LLMTimeoutError(f"Gemini did not answer in time: {exc or 'deadline'}")
-    if isinstance(exc, httpx.TransportError):
+    if isinstance(exc, http.TransportError):
         return LLMUnavailableError(f"cannot reach Gemini: {type(exc).__name__}: {exc}")
     return LLMBadResponseError(f"unexpected Gemini failure: {type(exc).__name__}: {exc}")
 
@@ -169,21 +167,21 @@ class GeminiClient:
         self._settings = settings
         self._metrics = metrics
         timeout = settings.llm_timeout_seconds
-        self._http = httpx.AsyncClient(
-            base_url=f"{(settings.google_gemini_base_url or DEFAULT_BASE_URL).rstrip('/')}/"
-            f"{API_VERSION}/",
-            headers={
+        # No Connection header: HTTP/1.1 keeps connections alive by default, and the SDK's
+        # requests carry none either (tests/agent/llm/test_gemini_wire.py).
+        self._http = http.Client(
+            f"{(settings.google_gemini_base_url or DEFAULT_BASE_URL).rstrip('/')}/{API_VERSION}/",
+            {
+                "User-Agent": USER_AGENT,
                 "Content-Type": "application/json",
                 "x-goog-api-key": settings.gemini_api_key.get_secret_value(),
                 # Google APIs' system parameter: how long the server may take (whole seconds).
                 "X-Server-Timeout": str(math.ceil(timeout)),
-                "User-Agent": USER_AGENT,
             },
-            timeout=httpx.Timeout(timeout),
-            transport=ShardedTransport(POOL_CONNECTIONS, keepalive_expiry=KEEPALIVE_SECONDS),
+            max_connections=POOL_CONNECTIONS,
+            keepalive_s=KEEPALIVE_SECONDS,
+            connect_timeout_s=timeout,
         )
-        # HTTP/1.1 keeps connections alive by default: httpx's header says nothing more.
-        del self._http.headers["Connection"]
         self._policy = BreakerPolicy(
             failures=settings.llm_breaker_failures,
             cooldown_s=settings.llm_breaker_cooldown_seconds,
@@ -193,9 +191,13 @@ class GeminiClient:
         self._breakers: dict[str, Breaker] = {}
 
     @property
-    def timeout(self) -> httpx.Timeout:
-        """What bounds each connect, read and write of every request."""
-        return self._http.timeout
+    def timeout(self) -> float:
+        """What bounds every call as a whole (its retries each), and each connect."""
+        return self._settings.llm_timeout_seconds
+
+    @property
+    def http(self) -> http.Client:
+        return self._http
 
     def breaker(self, model: str) -> Breaker:
         """The model's breaker: quotas are per model (generation's is not the embeddings')."""
@@ -210,11 +212,10 @@ class GeminiClient:
         url = f"{model_path(model)}:{method}"
         deadline = self._settings.llm_timeout_seconds
 
-        async def send() -> httpx.Response:
-            # httpx's timeout bounds each read, not the call: an answer that trickles in never
-            # ends by it. This bounds the whole attempt.
+        async def send() -> http.Response:
+            # The whole attempt: an answer that trickles in would pass any bound on each read.
             async with asyncio.timeout(deadline):
-                response = await self._http.post(url, content=json.dumps(body).encode())
+                response = await self._http.post(url, json.dumps(body).encode())
                 await raise_for_status(response)
             return response
 
@@ -239,10 +240,9 @@ class GeminiClient:
         url = f"{model_path(model)}:streamGenerateContent?alt=sse"
         content = json.dumps(body).encode()
 
-        async def open_stream() -> httpx.Response:
+        async def open_stream() -> http.Response:
             async with asyncio.timeout(s.llm_timeout_seconds):
-                request = self._http.build_request("POST", url, content=content)
-                response = await self._http.send(request, stream=True)
+                response = await self._http.send(url, content)
                 try:
                     await raise_for_status(response)
                 except BaseException:
@@ -266,7 +266,7 @@ class GeminiClient:
                             raise LLMTimeoutError(
                                 f"Gemini's stream stalled: {what} did not come within {wait:g} s"
                             ) from exc
-                        except httpx.TransportError as exc:
+                        except http.TransportError as exc:
                             raise map_error(exc) from exc
                         if not isinstance(event, dict) or "error" in event:
                             raise _stream_error(event)

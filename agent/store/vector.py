@@ -7,6 +7,12 @@ requests, connecting included, time out too (`chroma_http.BoundedHttpClient`), s
 call frees its thread. The event loop never waits on a thread: it never takes the connect lock,
 and dropping a failed connection is an attribute swap. A failed call drops the connection, so
 the next call reconnects (Chroma may have restarted).
+
+A search asks Chroma for the nearest chunks' ids and distances only: their text and metadata
+come from what the store already read of them. A chunk's id names one version of it
+(`<document>::<version>::<index>`: a re-ingest writes new ids), so what was read once never
+changes; an id not yet known is read in the same call. Reading documents and metadata with every
+query cost a third of the query (docs/benchmarks.md, issue #25).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from agent.domain import Passage
 from agent.embeddings.base import Embedder
 from agent.knowledge.chunking import Chunk
 from agent.metrics import Metrics
+from agent.store.batch import Batcher, Nearest
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -54,6 +61,8 @@ RECENT_SUCCESS_SECONDS = 1.0
 # Metadata of every chunk: which write it belongs to, and how many chunks that write has.
 VERSION_KEY = "version"
 CHUNK_COUNT_KEY = "chunk_count"
+# Chunks whose text and metadata the store keeps (a runbook chunk is about 1 KB: a few MB).
+KNOWN_CHUNKS = 5000
 
 
 class StoreUnavailableError(RuntimeError):
@@ -71,6 +80,16 @@ class StoreMisconfiguredError(StoreUnavailableError):
 class _Connection(NamedTuple):
     client: ClientAPI
     collection: Collection
+
+
+class _Chunk(NamedTuple):
+    """What a search returns of a chunk besides its score; never changes for its id."""
+
+    document_id: str
+    title: str
+    source: str
+    section: str
+    text: str
 
 
 def collection_name(prefix: str, space: str) -> str:
@@ -91,6 +110,11 @@ class KnowledgeStore:
         self._connect_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(CHROMA_THREADS, thread_name_prefix="chroma")
         self._last_success = -RECENT_SUCCESS_SECONDS  # monotonic; reset by every failure
+        # Chunks read so far, by id (written in the pool's threads, read on the loop: a dict's
+        # get and set are atomic); the oldest go first past KNOWN_CHUNKS.
+        self._chunks: dict[str, _Chunk] = {}
+        # Searches that arrive while one is answered go to Chroma together (store/batch.py).
+        self._searches = Batcher(self._query, settings.chroma_timeout_seconds)
 
     @property
     def mode(self) -> str:
@@ -221,41 +245,57 @@ class KnowledgeStore:
         [vector] = await self.embedder.embed([text], "query")
         if not any(vector):
             return []  # nothing to match on (for example a question of stop words only)
-
-        embeddings: list[Sequence[float]] = [vector]
-
-        def query(connection: _Connection) -> Any:
-            return connection.collection.query(
-                query_embeddings=embeddings,
-                n_results=top_k,
-                include=["documents", "metadatas", "distances"],
-            )
-
-        result = await self._run("query", query)
+        try:
+            nearest = await self._searches.search(vector, top_k)
+        except TimeoutError as exc:  # waited past the deadline for a call under way
+            self._metrics.dependency_up.labels("chromadb").set(0)
+            raise StoreUnavailableError(
+                f"ChromaDB at {self.location} failed (query): timed out"
+            ) from exc
         passages = []
-        ids = result["ids"][0]
-        documents = (result.get("documents") or [[]])[0]
-        metadatas = (result.get("metadatas") or [[]])[0]
-        distances = (result.get("distances") or [[]])[0]
-        for chunk_id, text_, meta, distance in zip(
-            ids, documents, metadatas, distances, strict=True
-        ):
-            score = 1.0 - float(distance)
-            if score < min_score:
-                continue
-            meta = meta or {}
-            passages.append(
-                Passage(
-                    chunk_id=chunk_id,
-                    document_id=str(meta.get("document_id", "")),
-                    title=str(meta.get("title", "")),
-                    source=str(meta.get("source", "")),
-                    section=str(meta.get("section", "")),
-                    text=text_ or "",
-                    score=score,
-                )
-            )
+        for chunk_id, score in nearest:
+            chunk = self._chunks.get(chunk_id)
+            if score >= min_score and chunk is not None:  # else deleted since the query
+                passages.append(Passage(chunk_id, *chunk, score=score))
         return passages
+
+    async def _query(self, vectors: list[Sequence[float]], top_k: int) -> list[Nearest]:
+        """One query call for the vectors of searches that arrived together (in a pool
+        thread): the nearest chunks' ids and scores, reading the chunks not read before."""
+
+        def query(connection: _Connection) -> list[Nearest]:
+            found = connection.collection.query(
+                query_embeddings=vectors, n_results=top_k, include=["distances"]
+            )
+            distances = found.get("distances") or []
+            nearest = [
+                [(chunk_id, 1.0 - float(d)) for chunk_id, d in zip(ids, ds, strict=False)]
+                for ids, ds in zip(found["ids"], distances, strict=False)  # Chroma aligns them
+            ]
+            unread = {i for found_ in nearest for i, _ in found_ if i not in self._chunks}
+            self._read_chunks(connection, sorted(unread))
+            return nearest
+
+        return await self._run("query", query)
+
+    def _read_chunks(self, connection: _Connection, ids: list[str]) -> None:
+        """Text and metadata of chunks not read before (in a pool thread)."""
+        if not ids:
+            return
+        found = connection.collection.get(ids=ids, include=["documents", "metadatas"])
+        documents = found.get("documents") or []
+        metadatas = found.get("metadatas") or []
+        for chunk_id, text, meta in zip(found["ids"], documents, metadatas, strict=False):
+            meta = meta or {}
+            self._chunks[chunk_id] = _Chunk(
+                str(meta.get("document_id", "")),
+                str(meta.get("title", "")),
+                str(meta.get("source", "")),
+                str(meta.get("section", "")),
+                text or "",
+            )
+        while len(self._chunks) > KNOWN_CHUNKS:
+            self._chunks.pop(next(iter(self._chunks)), None)
 
     async def upsert_document(
         self, document_id: str, chunks: list[Chunk], metadata: dict[str, Any]
@@ -316,6 +356,7 @@ class KnowledgeStore:
         return await self._run("get", ids)
 
     def close(self) -> None:
+        self._searches.close()
         self._drop(self._connection)
         self._pool.shutdown(wait=False, cancel_futures=True)
 

@@ -29,8 +29,10 @@ from devstack.harness import services
 from devstack.harness.services import AgentServer, GeminiServer
 from devstack.perf.clients import ANSWERED, CLOSED_LOOP, FIRST_TOKEN, REFUSED
 from devstack.perf.loadtest import Percentiles, run_locust
+from devstack.perf.pyspy import RATE_HZ
 from devstack.perf.reports import markdown
-from devstack.perf.service import Throughput, wrk
+from devstack.perf.service import GOAL_HIT_VS_BARE, Throughput, wrk
+from devstack.perf.stages import Profile, profile_of, profile_table
 
 QUESTION = "How do I roll back a Deployment?"
 INFER = "/v1/agent/infer"
@@ -38,7 +40,6 @@ INFER = "/v1/agent/infer"
 # The goals of issue #13, printed next to the figures.
 GOAL_CPU_MS = 5.0
 GOAL_IDEAL_SHARE = 0.6
-GOAL_HIT_VS_BARE = 0.5
 # Issue #19: streamed answers, the stand-in sending 5 chunks over 1 s, 50 clients; the time to
 # first token's p50 within 100 ms of the stand-in's first chunk.
 STREAM_CHUNKS, STREAM_MS, STREAM_CLIENTS = 5, 1000.0, 50
@@ -87,6 +88,8 @@ class GeminiBench:
     stream: StreamRow | None = None
     stream_chunks: int = STREAM_CHUNKS
     stream_ms: float = STREAM_MS
+    profile: Profile | None = None  # where the CPU of an answer goes, at the first row's clients
+    label: str = "this checkout"
 
 
 @dataclass(frozen=True)
@@ -168,15 +171,19 @@ def gemini_bench(
     latency_ms: float = 300,
     clients: tuple[int, ...] = (20, 100),
     stream_clients: int = STREAM_CLIENTS,
+    agent_from: Path | None = None,
+    profiled: bool = True,
 ) -> GeminiBench:
     """The Gemini path at each number of clients, every request a cache miss; then streamed
-    answers (0 `stream_clients`: none)."""
+    answers (0 `stream_clients`: none); then where an answer's CPU goes, at the first number of
+    clients (the load again, sampled by py-spy). `agent_from`: another `agent` package."""
     rows = []
     stream = None
+    answer_profile = None
     with (
         tempfile.TemporaryDirectory() as tmp,
         slow_gemini(latency_ms) as standin,
-        services.agent(Path(tmp), standin) as agent,
+        services.agent(Path(tmp), standin, agent_from) as agent,
     ):
         if stream_clients:
             stream = streamed(agent, standin, stream_clients, seconds)
@@ -187,7 +194,24 @@ def gemini_bench(
             rows.append(
                 LoadRow(row.clients, row.load, row.cpu_ms_per_request, row.ideal_rps, per_request)
             )
-    return GeminiBench(latency_ms, seconds, rows, stream)
+        if profiled and rows:
+            first = rows[0]
+
+            def load() -> Throughput:
+                return wrk(
+                    agent.url,
+                    INFER,
+                    "answers",
+                    query=QUESTION,
+                    unique=True,
+                    connections=first.clients,
+                    seconds=seconds,
+                )
+
+            name = f"Gemini-backed answer, {first.clients} clients"
+            answer_profile = profile_of(agent.pid, Path(tmp), name, first.cpu_ms_per_request, load)
+    label = str(agent_from or "this checkout")
+    return GeminiBench(latency_ms, seconds, rows, stream, profile=answer_profile, label=label)
 
 
 def production_bench(
@@ -343,7 +367,8 @@ def production_table(result: ProductionBench) -> tuple[tuple[str, ...], list[tup
 
 def gemini_block(result: GeminiBench, machine: str) -> list[str]:
     return [
-        f"Measured with `invoke bench --gemini` on {time.strftime('%Y-%m-%d')}, {machine}.",
+        f"Measured with `invoke bench --gemini` on {time.strftime('%Y-%m-%d')}, {machine}; "
+        f"agent: {result.label}.",
         f"One agent process (embedded ChromaDB, in-process cache); Gemini is a stand-in in its "
         f"own process whose generateContent answers after {result.latency_ms:g} ms; unique "
         f"questions (every request misses the cache); `wrk`, {result.seconds} s per row, 2 s "
@@ -364,6 +389,19 @@ def gemini_block(result: GeminiBench, machine: str) -> list[str]:
                 "",
             ]
             if result.stream
+            else []
+        ),
+        *(
+            [
+                f"Where an answer's CPU goes ({result.profile.name}): the load again, the agent "
+                f"sampled by py-spy ({RATE_HZ} Hz, the threads at work; devstack/perf/stages.py "
+                "puts each sample in its stage), each stage's share times the CPU per answer "
+                "measured without the profiler.",
+                "",
+                *markdown(*profile_table([result.profile])),
+                "",
+            ]
+            if result.profile
             else []
         ),
     ]

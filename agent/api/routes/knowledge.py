@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from agent.api.deps import ApiError, V1Guard, components_of
+from agent.api.deps import ApiError, components_of
 from agent.api.schemas import IngestedDocument, IngestRequest, IngestResponse, errors
 
-router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"], dependencies=V1Guard)
+router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
 
 
 @router.post(

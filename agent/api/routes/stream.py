@@ -19,8 +19,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.types import Receive, Scope, Send
 
-from agent.api.deps import V1Guard, components_of
-from agent.api.routes.infer import answer_body, check_query, guard_headers
+from agent.api.deps import components_of
+from agent.api.routes.infer import answer_body, check_query
 from agent.api.schemas import InferRequest, errors
 from agent.domain import Answer
 from agent.llm.base import LLMError
@@ -28,7 +28,7 @@ from agent.service import AgentService, CachedAnswer
 from agent.streaming import AnswerStream
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/agent", tags=["agent"], dependencies=V1Guard)
+router = APIRouter(prefix="/v1/agent", tags=["agent"])
 
 Work = asyncio.Future[Answer | CachedAnswer]
 
@@ -76,7 +76,7 @@ EVENTS = {
     response_class=Response,
     responses={200: EVENTS, **errors(400, 401, 413, 422, 429, 431, 500, 502, 503, 504)},
 )
-async def infer_stream(body: InferRequest, request: Request, response: Response) -> Response:
+async def infer_stream(body: InferRequest, request: Request) -> Response:
     """Answer a question as /v1/agent/infer does, streamed as Server-Sent Events."""
     started = time.perf_counter()
     components = components_of(request)
@@ -90,9 +90,7 @@ async def infer_stream(body: InferRequest, request: Request, response: Response)
     except BaseException:
         work.cancel()
         raise
-    return AnswerEvents(
-        stream, work, first, started, request.state.request_id, body, guard_headers(response)
-    )
+    return AnswerEvents(stream, work, first, started, request.state.request_id, body)
 
 
 async def _answer(
@@ -118,11 +116,10 @@ class AnswerEvents(Response):
         started: float,
         request_id: str,
         body: InferRequest,
-        headers: dict[str, str],
     ) -> None:
         # No body, so no Content-Length: the events are sent as they come (chunked).
         self.status_code, self.background = 200, None
-        self.init_headers({**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
+        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})
         self._stream, self._work, self._first = stream, work, first
         self._started, self._request_id, self._session_id = started, request_id, body.session_id
 

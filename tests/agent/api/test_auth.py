@@ -126,12 +126,12 @@ def test_failed_authentication_is_throttled_per_client_with_retry_after(tmp_path
 
 def test_oversized_headers_are_refused_before_any_work(secured, monkeypatch) -> None:
     """A 1 MB Authorization header: 431 before routing, so auth never compares it."""
-    import agent.api.deps
+    import agent.api.guard
 
     def compared(*args):
         raise AssertionError("the oversized key was compared")
 
-    monkeypatch.setattr(agent.api.deps, "_matches_any", compared)
+    monkeypatch.setattr(agent.api.guard, "_matches_any", compared)
     response = secured.post(
         "/v1/agent/infer",
         json={"query": "q"},

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from agent.api.cancellation import CLIENT_GONE, CancelOnDisconnect
+from agent.api.cancellation import CLIENT_GONE, WATCH_AFTER_SECONDS, CancelOnDisconnect
 from agent.metrics import Metrics
 from devstack.perf.clients import hang_up
 from tests.support.processes import wait_until
@@ -125,3 +125,56 @@ async def test_a_request_answered_in_full_is_not_counted_as_cancelled() -> None:
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert CLIENT_GONE not in scope["state"]
     assert metrics.requests_cancelled.labels(INFER)._value.get() == 0
+
+
+@pytest.mark.unit
+@pytest.mark.anyio
+async def test_a_request_answered_at_once_is_never_watched() -> None:
+    """A cache hit, say: nothing reads the connection after its body, no task is started."""
+    reads = []
+    body = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+    async def receive():
+        reads.append("read")
+        if body:
+            return body.pop()
+        await asyncio.sleep(30)  # a watcher would wait here for the client to go
+        return {"type": "http.disconnect"}
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    before = len(asyncio.all_tasks())
+    middleware = CancelOnDisconnect(app, Metrics(), frozenset({INFER}))
+    await middleware({"type": "http", "path": INFER, "state": {}}, receive, _ignore)
+    await asyncio.sleep(2 * WATCH_AFTER_SECONDS)
+    assert reads == ["read"] and len(asyncio.all_tasks()) == before
+
+
+@pytest.mark.unit
+@pytest.mark.anyio
+async def test_a_cancellation_for_another_reason_is_not_a_hang_up() -> None:
+    """The server shutting down, say: the request is cancelled, nothing is counted."""
+    metrics = Metrics()
+    started = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await receive()
+        started.set()
+        await asyncio.sleep(30)
+
+    middleware = CancelOnDisconnect(app, metrics, frozenset({INFER}))
+    scope = {"type": "http", "path": INFER, "state": {}}
+    request = asyncio.ensure_future(middleware(scope, _receiver(asyncio.Event()), _ignore))
+    await started.wait()
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert CLIENT_GONE not in scope["state"]
+    assert metrics.requests_cancelled.labels(INFER)._value.get() == 0
+
+
+async def _ignore(message) -> None:
+    return None

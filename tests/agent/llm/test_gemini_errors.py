@@ -1,6 +1,6 @@
-import httpx
 import pytest
 
+from agent.llm import http
 from agent.llm.base import (
     LLMAuthError,
     LLMBadResponseError,
@@ -31,8 +31,9 @@ def _api_error(code: int, message: str = "boom", details: object = None) -> Gemi
         (_api_error(504), LLMTimeoutError, 504),
         (_api_error(400, "bad request"), LLMBadResponseError, 502),
         (_api_error(404, "model not found"), LLMBadResponseError, 502),
-        (httpx.ReadTimeout("slow"), LLMTimeoutError, 504),
-        (httpx.ConnectError("refused"), LLMUnavailableError, 503),
+        (TimeoutError(), LLMTimeoutError, 504),
+        (http.ConnectError("refused"), LLMUnavailableError, 503),
+        (http.RemoteProtocolError("closed"), LLMUnavailableError, 503),
         (ValueError("odd"), LLMBadResponseError, 502),
     ],
 )

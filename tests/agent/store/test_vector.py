@@ -77,6 +77,34 @@ async def test_upsert_then_search_finds_the_document(store) -> None:
     assert "glacier" in passages[0].text
 
 
+class Recording:
+    """A collection whose calls are recorded: the method and what it included."""
+
+    def __init__(self, collection) -> None:
+        self._collection = collection
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def __getattr__(self, name: str):
+        method = getattr(self._collection, name)
+
+        def call(*args, **kwargs):
+            self.calls.append((name, kwargs.get("include")))
+            return method(*args, **kwargs)
+
+        return call
+
+
+async def test_a_chunks_text_is_read_once_then_a_search_asks_only_for_ids(store) -> None:
+    chunks = chunk_document("runbook/rollbacks", "Rollbacks", DOC, size=300, overlap=50)
+    await store.upsert_document("runbook/rollbacks", chunks, {"source": "s"})
+    first = await store.search("rollback the glacier service", 2)
+    recording = Recording(store._connection.collection)
+    store._connection = store._connection._replace(collection=recording)
+    again = await store.search("rollback the glacier service", 2)
+    assert again == first  # the same passages, texts and scores
+    assert recording.calls == [("query", ["distances"])]  # no documents, no metadata, no get
+
+
 async def test_reingesting_replaces_instead_of_duplicating(store) -> None:
     long = chunk_document("doc", "T", DOC, size=300, overlap=50)
     await store.upsert_document("doc", long, {})

@@ -2,7 +2,7 @@ import pytest
 
 from devstack.harness.services import hello
 from devstack.perf.reports import write_block
-from devstack.perf.service import Throughput, service_block, wrk
+from devstack.perf.service import ServiceBench, Throughput, machine, service_block, wrk
 
 RESULTS = [Throughput("bare", 1000, 1, 2, 3, 0), Throughput("hit", 500, 2, 3, 4, 0)]
 
@@ -12,13 +12,21 @@ def test_only_the_measured_block_is_rewritten(tmp_path) -> None:
     start, end = "<!-- invoke bench --service: start -->", "<!-- invoke bench --service: end -->"
     path = tmp_path / "benchmarks.md"
     path.write_text(f"# B\n\nintro\n\n{start}\nold\n{end}\n\n## Notes kept\n")
-    write_block(path, "--service", service_block(RESULTS, 1.23, 5))
+    write_block(path, "--service", service_block(ServiceBench(RESULTS, 1.23, 0.21), 5))
     text = path.read_text()
     assert "old" not in text and "intro" in text and "## Notes kept" in text
-    assert "| hit | 500 | 2.00x | 2.0 | 3.0 | 4.0 | 0 |" in text
-    assert "1.23 s after it starts" in text
-    write_block(path, "--service", service_block(RESULTS, 2.0, 5))
-    assert path.read_text().count(start) == 1
+    assert "| hit | 500 | 0.50 | >= 0.5 | 2.0 | 3.0 | 4.0 | 0 |" in text
+    assert "1.23 s after it starts" in text and "per cache hit: 0.210 ms" in text
+    write_block(path, "--service", service_block(ServiceBench(RESULTS, None, 0.2), 5))
+    text = path.read_text()
+    assert text.count(start) == 1 and "after it starts" not in text  # not measured
+
+
+@pytest.mark.unit
+def test_the_machine_names_its_cpu() -> None:
+    cores, cpu, python = machine().split(", ", 1)[0], machine(), machine().rsplit(", ", 1)[1]
+    assert cores.endswith(" cores") and python.startswith("Python 3.")
+    assert "unknown CPU" not in cpu and "model " in cpu  # /proc/cpuinfo's name, family, model
 
 
 @pytest.mark.integration
