@@ -39,6 +39,19 @@ def retry_after(response: Any) -> float:
         return 1.0
 
 
+def sort_refusal(reply: Any) -> float:
+    """Name a refusal (503 or 429) or another status as such; how long to wait before asking
+    again (a refusal's Retry-After, else nothing). A 200 is left to the caller."""
+    if reply.status_code in (429, 503):
+        reply.request_meta["name"] = REFUSED
+        reply.success()
+        return retry_after(reply)
+    if reply.status_code != 200:
+        reply.request_meta["name"] = NO_ANSWER
+        reply.failure(f"status {reply.status_code}")
+    return 0.0
+
+
 class Asker(FastHttpUser):
     wait_time = constant(0)
     network_timeout = TIMEOUT_S
@@ -46,15 +59,8 @@ class Asker(FastHttpUser):
 
     @task
     def ask(self) -> None:
-        wait = 0.0
         with self.client.post(INFER, json=question(), name=ANSWERED, catch_response=True) as reply:
-            if reply.status_code in (429, 503):
-                reply.request_meta["name"] = REFUSED
-                reply.success()
-                wait = retry_after(reply)
-            elif reply.status_code != 200:
-                reply.request_meta["name"] = NO_ANSWER
-                reply.failure(f"status {reply.status_code}")
+            wait = sort_refusal(reply)
         time.sleep(wait)  # gevent's, under locust
 
 
@@ -63,7 +69,6 @@ class StreamAsker(HttpUser):
 
     @task
     def ask(self) -> None:
-        wait = 0.0
         started = time.perf_counter()
         first: float | None = None
         with self.client.post(
@@ -74,14 +79,8 @@ class StreamAsker(HttpUser):
             catch_response=True,
             timeout=TIMEOUT_S,
         ) as reply:
-            if reply.status_code in (429, 503):
-                reply.request_meta["name"] = REFUSED
-                reply.success()
-                wait = retry_after(reply)
-            elif reply.status_code != 200:
-                reply.request_meta["name"] = NO_ANSWER
-                reply.failure(f"status {reply.status_code}")
-            else:
+            wait = sort_refusal(reply)
+            if reply.status_code == 200:
                 events = []
                 for line in reply.iter_lines():
                     if line.startswith(b"event: "):
