@@ -342,6 +342,10 @@ class Client:
             self._slots.append(slot)
             try:
                 await slot
+            except asyncio.CancelledError:
+                if slot.done() and not slot.cancelled():
+                    self._free_slot()  # woken as it was given up: the place goes to the next
+                raise
             finally:
                 with contextlib.suppress(ValueError):
                     self._slots.remove(slot)

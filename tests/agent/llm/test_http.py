@@ -237,6 +237,34 @@ async def test_a_call_given_up_closes_its_connection_and_frees_its_place() -> No
         await client.aclose()
 
 
+async def test_a_waiter_given_up_as_its_place_came_passes_the_place_on() -> None:
+    go_on = asyncio.Event()
+
+    async def handler(reader, writer, n) -> None:
+        await _request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        await go_on.wait()  # the body of the first answer only when the test says
+        writer.write(b"ok")
+        while True:
+            await _request(reader)
+            writer.write(OK)
+            await writer.drain()
+
+    async with RawServer(handler) as server:
+        client = http.Client(server.url, {}, max_connections=1)
+        first = await client.send("m", b"")  # holds the only connection
+        a = asyncio.create_task(client.post("m", b""))
+        b = asyncio.create_task(client.post("m", b""))
+        await asyncio.sleep(0.05)  # both wait for the place, a first
+        go_on.set()
+        await first.aread()  # the connection is released and a is woken, but has not run
+        a.cancel()
+        await first.aclose()
+        assert (await asyncio.wait_for(b, 5)).content == b"ok"  # not stuck behind a
+        assert a.cancelled()
+        await client.aclose()
+
+
 async def test_idle_connections_past_keepalive_are_closed_not_reused(served) -> None:
     client = http.Client(served + "/v1/", {}, keepalive_s=0)
     first = await client.post("m", b"")
