@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.api.deps import ApiError
+from agent.api.middleware import json_response
 from agent.wiring import Components
 
 V1 = "/v1/"
@@ -142,17 +141,10 @@ async def _rate_limit(scope: Scope, c: Components) -> list[tuple[bytes, bytes]]:
 
 async def _refuse(scope: Scope, send: Send, refused: ApiError) -> None:
     """The error body every error has (agent/app.py), with the refusal's headers."""
-    body: dict[str, Any] = {
+    body = {
         "detail": str(refused.detail),
         "error": refused.error,
         "request_id": scope.get("state", {}).get("request_id"),
     }
-    # Written as Starlette's JSONResponse writes the other error bodies.
-    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        *((k.lower().encode(), v.encode()) for k, v in (refused.headers or {}).items()),
-    ]
-    await send({"type": "http.response.start", "status": refused.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
+    for message in json_response(refused.status_code, body, refused.headers):
+        await send(message)

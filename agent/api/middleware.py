@@ -9,6 +9,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,14 +28,19 @@ class _BodyTooLargeError(Exception):
     pass
 
 
-def _json_response(status: int, body: dict[str, Any]) -> tuple[Message, Message]:
-    payload = json.dumps(body).encode()
+def json_response(
+    status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> tuple[Message, Message]:
+    """An error answer from pure-ASGI code, its JSON written as Starlette's JSONResponse writes
+    the other error bodies (agent/app.py): the start message (with `headers`) and the body."""
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     start = {
         "type": "http.response.start",
         "status": status,
         "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),
+            *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items()),
         ],
     }
     return start, {"type": "http.response.body", "body": payload}
@@ -85,7 +91,7 @@ class RequestContextMiddleware:
         def too_large_reply() -> tuple[Message, Message]:
             if not too_large_replies:  # built when needed: almost never
                 too_large_replies.append(
-                    _json_response(
+                    json_response(
                         413,
                         {
                             "detail": f"request body exceeds MAX_BODY_BYTES={self.max_body_bytes}",
@@ -168,7 +174,7 @@ class RequestContextMiddleware:
         self, scope: Scope, send: Send, header_bytes: int, started: float
     ) -> None:
         request_id = uuid.uuid4().hex
-        start, body = _json_response(
+        start, body = json_response(
             431,
             {
                 "detail": f"request headers are {header_bytes} bytes; the limit is "
